@@ -14,9 +14,10 @@ from lecturenn.errors import UserError
 
 def _cmd_run(args) -> int:
     from lecturenn.experiments import config as config_lib
-    from lecturenn.experiments.runner import run
 
     cfg = config_lib.load_config(args.config, args.set)
+    from lecturenn.experiments.runner import run
+
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = run(cfg, out, quiet=args.quiet)
     shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"

@@ -1,0 +1,79 @@
+import pytest
+
+from lecturenn.cli import main
+from lecturenn.errors import UserError
+from lecturenn.experiments import config as config_lib
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_fill_what_the_file_does_not_say(tmp_path):
+    cfg = config_lib.load_config(write(tmp_path, "a.toml", '[optim]\nlearning_rate = 3\n'))
+    assert cfg.optim.learning_rate == 3.0 and isinstance(cfg.optim.learning_rate, float)
+    assert cfg.model == config_lib.ModelConfig()
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    path = write(tmp_path, "a.toml", "[model]\nhiden = [3]\n")
+    with pytest.raises(UserError, match=r"a\.toml: unknown key 'model\.hiden'; valid keys"):
+        config_lib.load_config(path)
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path):
+    path = write(tmp_path, "a.toml", '[train]\nepochs = "ten"\n')
+    with pytest.raises(UserError, match=r"key 'train\.epochs' must be an integer, got 'ten'"):
+        config_lib.load_config(path)
+    path = write(tmp_path, "b.toml", "[model]\nhidden = [3, 2.5]\n")
+    with pytest.raises(UserError, match=r"'model\.hidden\[1\]' must be an integer"):
+        config_lib.load_config(path)
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    path = write(tmp_path, "a.toml", "")
+    cfg = config_lib.load_config(path, ["optim.learning_rate=0.01", "model.hidden=[8,4]",
+                                        "optim.name=sgd", "train.patience=3"])
+    assert (cfg.optim.learning_rate, cfg.model.hidden, cfg.optim.name) == (0.01, [8, 4], "sgd")
+    assert cfg.train.patience == 3
+    with pytest.raises(UserError, match="unknown key 'optim.lr'"):
+        config_lib.load_config(path, ["optim.lr=1"])
+    with pytest.raises(UserError, match="expected key=value"):
+        config_lib.load_config(path, ["optim.learning_rate"])
+
+
+def test_extends_merges_base_and_detects_cycles(tmp_path):
+    write(tmp_path, "base.toml", '[model]\nhidden = [9]\nactivation = "tanh"\n')
+    child = write(tmp_path, "child.toml", 'extends = "base.toml"\n[model]\nactivation = "relu"\n')
+    cfg = config_lib.load_config(child)
+    assert cfg.model.hidden == [9] and cfg.model.activation == "relu"
+    write(tmp_path, "x.toml", 'extends = "y.toml"\n')
+    write(tmp_path, "y.toml", 'extends = "x.toml"\n')
+    with pytest.raises(UserError, match="cycle"):
+        config_lib.load_config(tmp_path / "x.toml")
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match="invalid TOML"):
+        config_lib.load_config(write(tmp_path, "a.toml", "[model\n"))
+    with pytest.raises(UserError, match="config file not found"):
+        config_lib.load_config(tmp_path / "nope.toml")
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    cfg = config_lib.Config()
+    cfg.optim.schedule = {"kind": "step_decay", "step_size": 10, "factor": 0.5}
+    cfg.train.patience = None
+    cfg.model.activation = ["tanh", "relu"]
+    path = write(tmp_path, "r.toml", config_lib.dumps_toml(config_lib.to_dict(cfg)))
+    assert config_lib.load_config(path) == cfg
+
+
+def test_cli_prints_one_line_and_exits_2_on_a_config_error(tmp_path, capsys):
+    path = write(tmp_path, "a.toml", "[optim]\nlearning_rat = 1\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown key 'optim.learning_rat'" in err
+    assert not (tmp_path / "run" / "summary.json").exists()
