@@ -1,0 +1,48 @@
+"""Shared timing helpers for the benchmarks: compile first, then median over interleaved repeats."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+
+
+def block(tree):
+    return jax.tree_util.tree_map(lambda x: x.block_until_ready() if hasattr(
+        x, "block_until_ready") else x, tree)
+
+
+def time_calls(fns: dict, *, repeats: int = 7, number: int = 20) -> dict:
+    """Median seconds per call of each zero-argument fn, measured round-robin so that the
+    candidates share the machine's state (thermal, other load) fairly."""
+    for fn in fns.values():
+        block(fn())
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                out = fn()
+            block(out)
+            samples[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "jax": jax.__version__,
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+
+
+def write_json(name: str, payload: dict) -> Path:
+    out = Path(__file__).parent / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,49 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lecturenn import gradcheck
+from lecturenn.cli import main
+from lecturenn.nn import activations
+
+
+def test_numerical_grad_matches_a_known_derivative():
+    params = {"w": jnp.array([0.3, -1.2, 2.0]), "b": jnp.array(0.7)}
+
+    def f(p):
+        return jnp.sum(jnp.sin(p["w"]) * p["b"] ** 2)
+
+    numeric = gradcheck.numerical_grad(f, params, h=1e-5, chunk=2)
+    np.testing.assert_allclose(numeric["w"], np.cos(params["w"]) * 0.49, rtol=1e-9)
+    np.testing.assert_allclose(numeric["b"], 2 * 0.7 * np.sum(np.sin(params["w"])), rtol=1e-9)
+
+
+def test_relative_error_uses_the_floor_for_near_zero_entries():
+    assert gradcheck.relative_error([1.0, 0.0], [1.0 + 1e-9, 1e-13], 1e-10) < 1.1e-3
+    assert gradcheck.relative_error([2.0], [1.0], 1e-10) == 0.5
+
+
+def test_cli_gradcheck_mlp_passes_and_prints_the_three_way_table(capsys):
+    assert main(["gradcheck", "mlp", "--depth", "2", "--batchnorm", "--dropout", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "manual~jax" in out and "manual~num" in out and "jax~num" in out
+    assert "['layers'][0]['W']" in out and "all gradients agree" in out
+
+
+def test_cli_gradcheck_fails_on_a_wrong_derivative(monkeypatch, capsys):
+    wrong = activations.Activation(activations.tanh, lambda z, a: 1.0 - 0.9 * a * a)
+    monkeypatch.setitem(activations.ACTIVATIONS, "tanh", wrong)
+    assert main(["gradcheck", "mlp", "--activation", "tanh"]) == 1
+    captured = capsys.readouterr()
+    assert "NO" in captured.out and "FAILED" in captured.err
+
+
+def test_three_way_reports_every_leaf():
+    params = {"a": jnp.ones((2, 3)), "b": [jnp.zeros(3)]}
+
+    def f(p):
+        return jnp.sum(p["a"] ** 3) + jnp.sum(jnp.exp(p["b"][0]))
+
+    rows = gradcheck.three_way(f, jax.grad(f), params)
+    assert [r.path for r in rows] == ["['a']", "['b'][0]"]
+    assert all(r.ok(1e-7, 1e-5) for r in rows)
