@@ -13,8 +13,9 @@ import jax
 
 
 def block(tree):
-    return jax.tree_util.tree_map(lambda x: x.block_until_ready() if hasattr(
-        x, "block_until_ready") else x, tree)
+    return jax.tree_util.tree_map(
+        lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, tree
+    )
 
 
 def time_calls(fns: dict, *, repeats: int = 7, number: int = 20) -> dict:
@@ -34,9 +35,14 @@ def time_calls(fns: dict, *, repeats: int = 7, number: int = 20) -> dict:
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "jax": jax.__version__,
-            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+    }
 
 
 def write_json(name: str, payload: dict) -> Path:

@@ -20,8 +20,9 @@ def _cmd_run(args) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = run(cfg, out, quiet=args.quiet)
-    shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in summary.items())
+    shown = ", ".join(
+        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+    )
     print(f"{out}: {shown}")
     return 0
 
@@ -36,12 +37,20 @@ def _cmd_gradcheck(args) -> int:
     if args.model != "mlp":
         raise UserError(f"gradcheck: unknown model {args.model!r}; expected one of: mlp")
     key = jax.random.PRNGKey(args.seed)
-    cfg = mlp.MLPConfig(input_dim=6, num_classes=4, hidden=(7,) * args.depth,
-                        activation=args.activation, dropout=args.dropout,
-                        batchnorm=args.batchnorm, dtype="float64")
+    cfg = mlp.MLPConfig(
+        input_dim=6,
+        num_classes=4,
+        hidden=(7,) * args.depth,
+        activation=args.activation,
+        dropout=args.dropout,
+        batchnorm=args.batchnorm,
+        dtype="float64",
+    )
     x_key, y_key = jax.random.split(jax.random.fold_in(key, 7))
-    batch = {"x": jax.random.normal(x_key, (10, 6), "float64"),
-             "y": jax.random.randint(y_key, (10,), 0, 4)}
+    batch = {
+        "x": jax.random.normal(x_key, (10, 6), "float64"),
+        "y": jax.random.randint(y_key, (10,), 0, 4),
+    }
     rows = gradcheck.check_model(mlp.make(cfg), batch, key, h=args.h)
     print(gradcheck.format_table(rows, args.tol, args.numeric_tol))
     failed = [r.path for r in rows if not r.ok(args.tol, args.numeric_tol)]
@@ -61,8 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train from a TOML config and write a run folder")
     p.add_argument("config")
     p.add_argument("--out", help="run folder (default runs/NAME)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.learning_rate=0.01")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.learning_rate=0.01",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=_cmd_run)
 
@@ -73,10 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--batchnorm", action="store_true")
     p.add_argument("--h", type=float, default=1e-5, help="finite-difference step")
-    p.add_argument("--tol", type=float, default=gradcheck.EXACT_TOL,
-                   help="max relative error manual vs jax.grad")
-    p.add_argument("--numeric-tol", type=float, default=gradcheck.NUMERIC_TOL,
-                   help="max relative error vs centered differences")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=gradcheck.EXACT_TOL,
+        help="max relative error manual vs jax.grad",
+    )
+    p.add_argument(
+        "--numeric-tol",
+        type=float,
+        default=gradcheck.NUMERIC_TOL,
+        help="max relative error vs centered differences",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_gradcheck)
     return parser

@@ -1,4 +1,5 @@
-"""Gradient checking: hand-written backprop vs jax.grad vs centered differences (CS224n Snippet 2.1).
+"""Gradient checking: hand-written backprop vs jax.grad vs centered differences.
+(CS224n notes, Snippet 2.1)
 
     ∂J/∂θᵢ ≈ (J(θ + h eᵢ) − J(θ − h eᵢ)) / 2h
 
@@ -10,16 +11,16 @@ compared against a larger floor than the two exact sources.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-EXACT_TOL, EXACT_FLOOR = 1e-7, 1e-10      # manual vs jax.grad: both exact up to rounding
-NUMERIC_TOL, NUMERIC_FLOOR = 1e-5, 1e-4   # either vs centered differences
+EXACT_TOL, EXACT_FLOOR = 1e-7, 1e-10  # manual vs jax.grad: both exact up to rounding
+NUMERIC_TOL, NUMERIC_FLOOR = 1e-5, 1e-4  # either vs centered differences
 
 
 def relative_error(a, b, floor: float) -> float:
@@ -55,27 +56,40 @@ class LeafReport:
     autodiff_vs_numeric: float
 
     def ok(self, exact_tol: float, numeric_tol: float) -> bool:
-        return (self.manual_vs_autodiff <= exact_tol and self.manual_vs_numeric <= numeric_tol
-                and self.autodiff_vs_numeric <= numeric_tol)
+        return (
+            self.manual_vs_autodiff <= exact_tol
+            and self.manual_vs_numeric <= numeric_tol
+            and self.autodiff_vs_numeric <= numeric_tol
+        )
 
 
-def three_way(loss_fn: Callable, manual_grad_fn: Callable, params, h: float = 1e-5) -> list[LeafReport]:
+def three_way(
+    loss_fn: Callable, manual_grad_fn: Callable, params, h: float = 1e-5
+) -> list[LeafReport]:
     """Compare manual_grad_fn(params), jax.grad(loss_fn)(params) and centered differences."""
     manual = manual_grad_fn(params)
     autodiff = jax.grad(loss_fn)(params)
     numeric = numerical_grad(loss_fn, params, h)
     if jax.tree_util.tree_structure(manual) != jax.tree_util.tree_structure(autodiff):
-        raise AssertionError("manual grads do not have the structure of params: "
-                             f"{jax.tree_util.tree_structure(manual)} vs "
-                             f"{jax.tree_util.tree_structure(autodiff)}")
+        raise AssertionError(
+            "manual grads do not have the structure of params: "
+            f"{jax.tree_util.tree_structure(manual)} vs "
+            f"{jax.tree_util.tree_structure(autodiff)}"
+        )
     rows = []
     leaves = jax.tree_util.tree_leaves_with_path(autodiff)
-    for (path, a), m, n in zip(leaves, jax.tree_util.tree_leaves(manual),
-                               jax.tree_util.tree_leaves(numeric), strict=True):
-        rows.append(LeafReport(jax.tree_util.keystr(path), tuple(a.shape),
-                               relative_error(m, a, EXACT_FLOOR),
-                               relative_error(m, n, NUMERIC_FLOOR),
-                               relative_error(a, n, NUMERIC_FLOOR)))
+    for (path, a), m, n in zip(
+        leaves, jax.tree_util.tree_leaves(manual), jax.tree_util.tree_leaves(numeric), strict=True
+    ):
+        rows.append(
+            LeafReport(
+                jax.tree_util.keystr(path),
+                tuple(a.shape),
+                relative_error(m, a, EXACT_FLOOR),
+                relative_error(m, n, NUMERIC_FLOOR),
+                relative_error(a, n, NUMERIC_FLOOR),
+            )
+        )
     return rows
 
 
@@ -83,8 +97,10 @@ def check_model(model, batch, key, *, h: float = 1e-5):
     """Three-way check of a Model (models/base.py) on one batch in float64, train mode."""
     params, state = model.init(key)
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-    batch = {k: jnp.asarray(v, jnp.float64) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
-             else v for k, v in batch.items()}
+    batch = {
+        k: jnp.asarray(v, jnp.float64) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v
+        for k, v in batch.items()
+    }
     loss_key = jax.random.fold_in(key, 1)
 
     def loss_fn(p):
@@ -96,14 +112,21 @@ def check_model(model, batch, key, *, h: float = 1e-5):
     return three_way(loss_fn, manual_fn, params, h)
 
 
-def format_table(rows: list[LeafReport], exact_tol: float = EXACT_TOL,
-                 numeric_tol: float = NUMERIC_TOL) -> str:
-    head = f"{'parameter':<28} {'shape':<14} {'manual~jax':>11} {'manual~num':>11} {'jax~num':>11}  ok"
+def format_table(
+    rows: list[LeafReport], exact_tol: float = EXACT_TOL, numeric_tol: float = NUMERIC_TOL
+) -> str:
+    head = (
+        f"{'parameter':<28} {'shape':<14} {'manual~jax':>11} {'manual~num':>11} {'jax~num':>11}  ok"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.path:<28} {str(r.shape):<14} {r.manual_vs_autodiff:11.2e} "
-                     f"{r.manual_vs_numeric:11.2e} {r.autodiff_vs_numeric:11.2e}  "
-                     f"{'yes' if r.ok(exact_tol, numeric_tol) else 'NO'}")
-    lines.append(f"tolerances: manual~jax ≤ {exact_tol:g} (floor {EXACT_FLOOR:g}); "
-                 f"vs numeric ≤ {numeric_tol:g} (floor {NUMERIC_FLOOR:g})")
+        lines.append(
+            f"{r.path:<28} {str(r.shape):<14} {r.manual_vs_autodiff:11.2e} "
+            f"{r.manual_vs_numeric:11.2e} {r.autodiff_vs_numeric:11.2e}  "
+            f"{'yes' if r.ok(exact_tol, numeric_tol) else 'NO'}"
+        )
+    lines.append(
+        f"tolerances: manual~jax ≤ {exact_tol:g} (floor {EXACT_FLOOR:g}); "
+        f"vs numeric ≤ {numeric_tol:g} (floor {NUMERIC_FLOOR:g})"
+    )
     return "\n".join(lines)

@@ -35,8 +35,9 @@ def apply_standardize(stats: dict, x: np.ndarray) -> np.ndarray:
     return ((_as_rows(x) - stats["mean"]) / stats["std"]).reshape(x.shape).astype(x.dtype)
 
 
-def fit_pca(x: np.ndarray, num_components: int | None = None, *, whiten: bool = False,
-            eps: float = 1e-5) -> dict:
+def fit_pca(
+    x: np.ndarray, num_components: int | None = None, *, whiten: bool = False, eps: float = 1e-5
+) -> dict:
     """PCA (and whitening) via the SVD of the centred data (CS231n notes, "PCA and Whitening").
 
     With X centred, X = U S Vᵀ and the covariance is V diag(S²/N) Vᵀ. Projecting onto the top
@@ -64,9 +65,10 @@ def apply_pca(stats: dict, x: np.ndarray) -> np.ndarray:
 PREPROCESSORS = ("none", "mean", "standardize", "pca", "whiten")
 
 
-def fit_apply(kind: str, train: np.ndarray, *others: np.ndarray,
-              num_components: int | None = None) -> tuple[np.ndarray, ...]:
-    """Fit ``kind`` on ``train`` and return (train, *others) transformed with the same statistics."""
+def fit_apply(
+    kind: str, train: np.ndarray, *others: np.ndarray, num_components: int | None = None
+) -> tuple[np.ndarray, ...]:
+    """Fit ``kind`` on ``train``; return (train, *others) transformed with those statistics."""
     if kind == "none":
         return (train, *others)
     if kind == "mean":
@@ -77,5 +79,7 @@ def fit_apply(kind: str, train: np.ndarray, *others: np.ndarray,
         stats = fit_pca(train, num_components, whiten=kind == "whiten")
         apply = apply_pca
     else:
-        raise UserError(f"unknown preprocessing {kind!r}; expected one of {', '.join(PREPROCESSORS)}")
+        raise UserError(
+            f"unknown preprocessing {kind!r}; expected one of {', '.join(PREPROCESSORS)}"
+        )
     return tuple(apply(stats, a) for a in (train, *others))

@@ -11,15 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def spirals(num_per_class: int = 300, num_classes: int = 3, noise: float = 0.2,
-            seed: int = 0) -> dict:
+def spirals(
+    num_per_class: int = 300, num_classes: int = 3, noise: float = 0.2, seed: int = 0
+) -> dict:
     """x (N, 2) float32 on K spiral arms, y (N,) int32 (CS231n "spiral data")."""
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for k in range(num_classes):
         r = np.linspace(0.0, 1.0, num_per_class)
-        t = np.linspace(k * 4.0, (k + 1) * 4.0, num_per_class) + rng.normal(
-            size=num_per_class) * noise
+        t = (
+            np.linspace(k * 4.0, (k + 1) * 4.0, num_per_class)
+            + rng.normal(size=num_per_class) * noise
+        )
         xs.append(np.c_[r * np.sin(t), r * np.cos(t)])
         ys.append(np.full(num_per_class, k))
     return _shuffled(np.concatenate(xs), np.concatenate(ys), rng)

@@ -21,24 +21,6 @@ from lecturenn.errors import UserError
 
 
 @dataclass
-class DataConfig:
-    name: str = "digits"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    preprocess: str = "standardize"
-
-
-@dataclass
-class ModelConfig:
-    kind: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [64])
-    activation: str | list[str] = "relu"
-    dropout: float = 0.0
-    batchnorm: bool = False
-    init: str = "glorot_uniform"
-
-
-@dataclass
 class OptimConfig:
     name: str = "adam"
     learning_rate: float = 1e-3
@@ -60,13 +42,18 @@ class TrainConfig:
     seed: int = 0
     patience: int | None = None
     monitor: str = "accuracy"
+    halve_lr_on_plateau: bool = False
 
 
 @dataclass
 class Config:
+    """A whole experiment. ``data`` and ``model`` are validated against the dataclass registered
+    for ``data.name`` and ``model.kind`` (experiments/schemas.py), so each model and data set
+    declares its own keys and defaults."""
+
     name: str = "experiment"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: Any = None
+    model: Any = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -81,12 +68,17 @@ def _type_name(tp) -> str:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
     if dataclasses.is_dataclass(tp):
         return "a table"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
-            dict: "a table"}.get(tp, str(tp))
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true/false",
+        dict: "a table",
+    }.get(tp, str(tp))
 
 
 def _convert(value: Any, tp, where: str, source: str):
-    """Check value against the type hint tp; return it converted (int → float where a float is due)."""
+    """Check value against the type hint tp; return it converted (int → float where due)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(tp):
@@ -132,8 +124,11 @@ def from_dict(cls, raw: dict, source: str = "<config>", prefix: str = ""):
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(
-            out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
@@ -181,10 +176,36 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load_config(path, overrides: list[str] = (), cls=Config):
-    """TOML file (+ extends, + --set overrides) -> validated config dataclass."""
+def _validate_section(raw: dict, section: str, selector: str, registry: dict, source: str):
+    table = raw.get(section, {})
+    if not isinstance(table, dict):
+        raise UserError(f"{source}: '{section}' must be a table")
+    choice = table.get(selector)
+    if choice is None:
+        raise UserError(
+            f"{source}: missing key '{section}.{selector}'; expected one of "
+            f"{', '.join(sorted(registry))}"
+        )
+    if choice not in registry:
+        raise UserError(
+            f"{source}: key '{section}.{selector}' is {choice!r}; expected one of "
+            f"{', '.join(sorted(registry))}"
+        )
+    return from_dict(registry[choice], table, source, section)
+
+
+def load_config(path, overrides: list[str] = ()) -> Config:
+    """TOML file (+ extends, + --set overrides) -> validated Config."""
+    from lecturenn.experiments import schemas
+
+    source = str(path)
     raw = apply_overrides(read_toml(Path(path)), list(overrides))
-    return from_dict(cls, raw, str(path))
+    model = _validate_section(raw, "model", "kind", schemas.MODELS, source)
+    data = _validate_section(raw, "data", "name", schemas.DATASETS, source)
+    cfg = from_dict(Config, {k: v for k, v in raw.items() if k not in ("model", "data")}, source)
+    cfg.model, cfg.data = model, data
+    schemas.check_compatible(cfg, source)
+    return cfg
 
 
 def to_dict(config) -> dict:
@@ -211,10 +232,14 @@ def dumps_toml(data: dict) -> str:
     Tables inside a section (``optim.schedule``) are written inline; ``None`` is written as the
     string "none", which the loader reads back as None.
     """
+
     def line(key, value):
         return f"{key} = {_toml_value('none' if value is None else value)}"
 
     scalars = [line(k, v) for k, v in data.items() if not isinstance(v, dict)]
-    tables = [f"[{k}]\n" + "".join(line(kk, vv) + "\n" for kk, vv in v.items())
-              for k, v in data.items() if isinstance(v, dict)]
+    tables = [
+        f"[{k}]\n" + "".join(line(kk, vv) + "\n" for kk, vv in v.items())
+        for k, v in data.items()
+        if isinstance(v, dict)
+    ]
     return "\n".join(["\n".join(scalars) + "\n", *tables])

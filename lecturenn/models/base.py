@@ -18,7 +18,8 @@ the same loss and gradients with exactly the structure of ``params``: that is wh
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 Params = Any
 State = Any

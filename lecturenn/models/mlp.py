@@ -35,15 +35,22 @@ class MLPConfig:
     output_bias: tuple[float, ...] | None = field(default=None)
 
     def activations(self) -> tuple[str, ...]:
-        acts = (self.activation,) * len(self.hidden) if isinstance(self.activation, str) \
+        acts = (
+            (self.activation,) * len(self.hidden)
+            if isinstance(self.activation, str)
             else tuple(self.activation)
+        )
         if len(acts) != len(self.hidden):
-            raise UserError(f"model.activation lists {len(acts)} activations for "
-                            f"{len(self.hidden)} hidden layers; give one per layer or a single name")
+            raise UserError(
+                f"model.activation lists {len(acts)} activations for "
+                f"{len(self.hidden)} hidden layers; give one per layer or a single name"
+            )
         for name in acts:
             if name not in ACTIVATIONS or name == "softmax":
-                raise UserError(f"model.activation: unknown activation {name!r}; expected one of "
-                                f"{', '.join(n for n in ACTIVATIONS if n != 'softmax')}")
+                raise UserError(
+                    f"model.activation: unknown activation {name!r}; expected one of "
+                    f"{', '.join(n for n in ACTIVATIONS if n != 'softmax')}"
+                )
         return acts
 
 
@@ -58,9 +65,12 @@ def make(cfg: MLPConfig) -> Model:
 
     def init(key):
         keys = jax.random.split(key, len(sizes) - 1)
-        params = {"layers": [
-            {"W": initializer(k, (m, n), dtype), "b": jnp.zeros((n,), dtype)}
-            for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)]}
+        params = {
+            "layers": [
+                {"W": initializer(k, (m, n), dtype), "b": jnp.zeros((n,), dtype)}
+                for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
+            ]
+        }
         if cfg.output_bias is not None:
             params["layers"][-1]["b"] = jnp.asarray(cfg.output_bias, dtype)
         state = {}
@@ -80,7 +90,8 @@ def make(cfg: MLPConfig) -> Model:
             bn_cache = None
             if cfg.batchnorm:
                 z, bn_state, bn_cache = layers.batchnorm_forward(
-                    params["bn"][k], state["bn"][k], z, train=train, momentum=cfg.bn_momentum)
+                    params["bn"][k], state["bn"][k], z, train=train, momentum=cfg.bn_momentum
+                )
                 new_bn.append(bn_state)
             a, act_cache = layers.activation_forward(act, z)
             mask = None

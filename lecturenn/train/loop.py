@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,18 +31,21 @@ class DivergedError(UserError):
 
 
 def epoch_batches(key, num_examples: int, batch_size: int):
-    """A fresh permutation cut into (num_batches, batch_size) index rows; the remainder is dropped."""
+    """A fresh permutation cut into (num_batches, batch_size) rows; the remainder is dropped."""
     num_batches = num_examples // batch_size
     if num_batches == 0:
-        raise UserError(f"train.batch_size={batch_size} is larger than the training set "
-                        f"({num_examples} examples)")
+        raise UserError(
+            f"train.batch_size={batch_size} is larger than the training set "
+            f"({num_examples} examples)"
+        )
     perm = jax.random.permutation(key, num_examples)
     return perm[: num_batches * batch_size].reshape(num_batches, batch_size)
 
 
-def make_epoch(model: Model, optimizer, *, grads: str = "manual", batch_size: int,
-               driver: str = "scan") -> Callable:
-    """epoch(params, state, opt_state, data, key) -> (params, state, opt_state, mean loss, mean aux).
+def make_epoch(
+    model: Model, optimizer, *, grads: str = "manual", batch_size: int, driver: str = "scan"
+) -> Callable:
+    """epoch(params, state, opt_state, data, key) -> (params, state, opt_state, loss, aux means).
 
     ``data`` is a dict of device arrays with a common leading axis (e.g. {"x", "y"}).
     """
@@ -56,6 +59,7 @@ def make_epoch(model: Model, optimizer, *, grads: str = "manual", batch_size: in
         return order, jax.random.split(step_key, order.shape[0])
 
     if driver == "scan":
+
         @jax.jit
         def epoch(params, state, opt_state, data, key):
             order, keys = split(key, data)
@@ -67,7 +71,8 @@ def make_epoch(model: Model, optimizer, *, grads: str = "manual", batch_size: in
                 return (p, s, o), (loss, aux)
 
             (params, state, opt_state), (losses, auxs) = jax.lax.scan(
-                body, (params, state, opt_state), (order, keys))
+                body, (params, state, opt_state), (order, keys)
+            )
             return params, state, opt_state, losses.mean(), jax.tree_util.tree_map(jnp.mean, auxs)
 
         return epoch
@@ -89,7 +94,9 @@ def make_epoch(model: Model, optimizer, *, grads: str = "manual", batch_size: in
     return epoch
 
 
-def make_evaluate(model: Model, loss_fn: Callable | None = None, batch_size: int = 1024) -> Callable:
+def make_evaluate(
+    model: Model, loss_fn: Callable | None = None, batch_size: int = 1024
+) -> Callable:
     """evaluate(params, state, data) -> {"loss", "accuracy"} over a whole split, in eval mode."""
     from lecturenn.nn import losses
 
@@ -99,8 +106,12 @@ def make_evaluate(model: Model, loss_fn: Callable | None = None, batch_size: int
 
     def evaluate(params, state, data):
         x, y = data["x"], data["y"]
-        scores = jnp.concatenate([scores_of(params, state, x[i: i + batch_size])
-                                  for i in range(0, x.shape[0], batch_size)])
+        scores = jnp.concatenate(
+            [
+                scores_of(params, state, x[i : i + batch_size])
+                for i in range(0, x.shape[0], batch_size)
+            ]
+        )
         loss = (loss_fn or losses.softmax_cross_entropy)(scores, y)
         accuracy = jnp.mean((jnp.argmax(scores, -1) == y).astype(jnp.float32))
         return {"loss": float(loss), "accuracy": float(accuracy)}
@@ -115,10 +126,21 @@ class History:
     stopped_early: bool = False
 
 
-def fit(model: Model, optimizer, train: dict, *, epochs: int, batch_size: int, key,
-        grads: str = "manual", driver: str = "scan", valid: dict | None = None,
-        monitor: str = "accuracy", patience: int | None = None,
-        on_epoch: Callable[[dict], None] | None = None):
+def fit(
+    model: Model,
+    optimizer,
+    train: dict,
+    *,
+    epochs: int,
+    batch_size: int,
+    key,
+    grads: str = "manual",
+    driver: str = "scan",
+    valid: dict | None = None,
+    monitor: str = "accuracy",
+    patience: int | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+):
     """Train for ``epochs``; returns (params, state, History) with the best-on-validation params.
 
     Early stopping (CS224n: keep the parameters of the best validation epoch) when ``valid`` is
@@ -137,11 +159,17 @@ def fit(model: Model, optimizer, train: dict, *, epochs: int, batch_size: int, k
         train_loss = float(new[3])
         seconds = time.perf_counter() - start
         if not math.isfinite(train_loss):
-            raise DivergedError(f"training loss became {train_loss} in epoch {epoch}; lower "
-                                "optim.learning_rate or set optim.clip_global_norm")
+            raise DivergedError(
+                f"training loss became {train_loss} in epoch {epoch}; lower "
+                "optim.learning_rate or set optim.clip_global_norm"
+            )
         params, state, opt_state = new[:3]
-        row = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds,
-               **{f"train_{k}": float(v) for k, v in new[4].items()}}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "seconds": seconds,
+            **{f"train_{k}": float(v) for k, v in new[4].items()},
+        }
         if valid is not None:
             row.update({f"val_{k}": v for k, v in evaluate(params, state, valid).items()})
             value = row[f"val_{monitor}"] * (-1 if monitor == "loss" else 1)

@@ -6,7 +6,7 @@ gradient comes from (DESIGN: "changes nothing else"), so the two can be timed an
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import optax
@@ -26,8 +26,13 @@ def value_and_grad_fn(model: Model, grads: str = "manual") -> Callable:
     raise UserError(f"train.grads must be one of {', '.join(GRAD_SOURCES)}, got {grads!r}")
 
 
-def make_step(model: Model, optimizer: optax.GradientTransformation, grads: str = "manual",
-              *, jit: bool = True) -> Callable:
+def make_step(
+    model: Model,
+    optimizer: optax.GradientTransformation,
+    grads: str = "manual",
+    *,
+    jit: bool = True,
+) -> Callable:
     """step(params, state, opt_state, batch, key) -> (params, state, opt_state, loss, aux)."""
     vg = value_and_grad_fn(model, grads)
 

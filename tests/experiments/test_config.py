@@ -3,6 +3,10 @@ import pytest
 from lecturenn.cli import main
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
+from lecturenn.experiments import schemas
+
+DIGITS = '[data]\nname = "digits"\n'
+MLP = '[model]\nkind = "mlp"\n'
 
 
 def write(tmp_path, name, text):
@@ -12,30 +16,37 @@ def write(tmp_path, name, text):
 
 
 def test_defaults_fill_what_the_file_does_not_say(tmp_path):
-    cfg = config_lib.load_config(write(tmp_path, "a.toml", '[optim]\nlearning_rate = 3\n'))
+    cfg = config_lib.load_config(
+        write(tmp_path, "a.toml", MLP + DIGITS + "[optim]\nlearning_rate = 3\n")
+    )
     assert cfg.optim.learning_rate == 3.0 and isinstance(cfg.optim.learning_rate, float)
-    assert cfg.model == config_lib.ModelConfig()
+    assert cfg.model == schemas.MLPModel() and cfg.data == schemas.DigitsData()
 
 
 def test_unknown_key_names_file_and_key(tmp_path):
-    path = write(tmp_path, "a.toml", "[model]\nhiden = [3]\n")
+    path = write(tmp_path, "a.toml", MLP + "hiden = [3]\n" + DIGITS)
     with pytest.raises(UserError, match=r"a\.toml: unknown key 'model\.hiden'; valid keys"):
+        config_lib.load_config(path)
+    path = write(tmp_path, "b.toml", MLP + DIGITS + "[trian]\nepochs = 1\n")
+    with pytest.raises(UserError, match=r"unknown key 'trian'"):
         config_lib.load_config(path)
 
 
 def test_wrong_type_names_key_and_expected_type(tmp_path):
-    path = write(tmp_path, "a.toml", '[train]\nepochs = "ten"\n')
+    path = write(tmp_path, "a.toml", MLP + DIGITS + '[train]\nepochs = "ten"\n')
     with pytest.raises(UserError, match=r"key 'train\.epochs' must be an integer, got 'ten'"):
         config_lib.load_config(path)
-    path = write(tmp_path, "b.toml", "[model]\nhidden = [3, 2.5]\n")
+    path = write(tmp_path, "b.toml", MLP + "hidden = [3, 2.5]\n" + DIGITS)
     with pytest.raises(UserError, match=r"'model\.hidden\[1\]' must be an integer"):
         config_lib.load_config(path)
 
 
 def test_overrides_are_typed_and_checked(tmp_path):
-    path = write(tmp_path, "a.toml", "")
-    cfg = config_lib.load_config(path, ["optim.learning_rate=0.01", "model.hidden=[8,4]",
-                                        "optim.name=sgd", "train.patience=3"])
+    path = write(tmp_path, "a.toml", MLP + DIGITS)
+    cfg = config_lib.load_config(
+        path,
+        ["optim.learning_rate=0.01", "model.hidden=[8,4]", "optim.name=sgd", "train.patience=3"],
+    )
     assert (cfg.optim.learning_rate, cfg.model.hidden, cfg.optim.name) == (0.01, [8, 4], "sgd")
     assert cfg.train.patience == 3
     with pytest.raises(UserError, match="unknown key 'optim.lr'"):
@@ -45,7 +56,7 @@ def test_overrides_are_typed_and_checked(tmp_path):
 
 
 def test_extends_merges_base_and_detects_cycles(tmp_path):
-    write(tmp_path, "base.toml", '[model]\nhidden = [9]\nactivation = "tanh"\n')
+    write(tmp_path, "base.toml", MLP + 'hidden = [9]\nactivation = "tanh"\n' + DIGITS)
     child = write(tmp_path, "child.toml", 'extends = "base.toml"\n[model]\nactivation = "relu"\n')
     cfg = config_lib.load_config(child)
     assert cfg.model.hidden == [9] and cfg.model.activation == "relu"
@@ -62,8 +73,19 @@ def test_bad_toml_and_missing_file(tmp_path):
         config_lib.load_config(tmp_path / "nope.toml")
 
 
+def test_model_kind_and_data_name_select_their_schemas(tmp_path):
+    path = write(tmp_path, "a.toml", '[model]\nkind = "transformer"\n' + DIGITS)
+    with pytest.raises(UserError, match="key 'model.kind' is 'transformer'; expected one of"):
+        config_lib.load_config(path)
+    with pytest.raises(UserError, match="missing key 'data.name'"):
+        config_lib.load_config(write(tmp_path, "b.toml", MLP))
+    path = write(tmp_path, "c.toml", MLP + '[data]\nname = "xor"\nnum_per_class = 3\n')
+    with pytest.raises(UserError, match="unknown key 'data.num_per_class'"):
+        config_lib.load_config(path)
+
+
 def test_resolved_config_round_trips_through_toml(tmp_path):
-    cfg = config_lib.Config()
+    cfg = config_lib.Config(model=schemas.MLPModel(), data=schemas.DigitsData())
     cfg.optim.schedule = {"kind": "step_decay", "step_size": 10, "factor": 0.5}
     cfg.train.patience = None
     cfg.model.activation = ["tanh", "relu"]
@@ -72,7 +94,7 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
 
 
 def test_cli_prints_one_line_and_exits_2_on_a_config_error(tmp_path, capsys):
-    path = write(tmp_path, "a.toml", "[optim]\nlearning_rat = 1\n")
+    path = write(tmp_path, "a.toml", MLP + DIGITS + "[optim]\nlearning_rat = 1\n")
     assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown key 'optim.learning_rat'" in err

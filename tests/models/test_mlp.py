@@ -13,8 +13,10 @@ HIDDEN_ACTIVATIONS = [n for n in ACTIVATIONS if n != "softmax"]
 
 def _batch(key, n=9, d=5, k=4):
     kx, ky = jax.random.split(key)
-    return {"x": jax.random.normal(kx, (n, d), jnp.float64) * 2,
-            "y": jax.random.randint(ky, (n,), 0, k)}
+    return {
+        "x": jax.random.normal(kx, (n, d), jnp.float64) * 2,
+        "y": jax.random.randint(ky, (n,), 0, k),
+    }
 
 
 def _assert_manual_equals_autodiff(cfg, seed=0):
@@ -24,44 +26,66 @@ def _assert_manual_equals_autodiff(cfg, seed=0):
     batch = _batch(jax.random.fold_in(key, 1), d=cfg.input_dim, k=cfg.num_classes)
     step_key = jax.random.fold_in(key, 2)
     (loss_a, (state_a, _)), grads_a = jax.value_and_grad(model.loss, has_aux=True)(
-        params, state, batch, step_key)
+        params, state, batch, step_key
+    )
     (loss_m, (state_m, _)), grads_m = model.manual_value_and_grad(params, state, batch, step_key)
     assert jax.tree_util.tree_structure(grads_m) == jax.tree_util.tree_structure(params)
     assert relative_error(loss_m, loss_a, EXACT_FLOOR) <= 1e-12
-    for (path, a), m in zip(jax.tree_util.tree_leaves_with_path(grads_a),
-                            jax.tree_util.tree_leaves(grads_m), strict=True):
+    for (path, a), m in zip(
+        jax.tree_util.tree_leaves_with_path(grads_a),
+        jax.tree_util.tree_leaves(grads_m),
+        strict=True,
+    ):
         assert m.shape == a.shape
         err = relative_error(m, a, EXACT_FLOOR)
         assert err <= 1e-7, f"{jax.tree_util.keystr(path)}: relative error {err:.2e}"
-    for a, m in zip(jax.tree_util.tree_leaves(state_a), jax.tree_util.tree_leaves(state_m),
-                    strict=True):
+    for a, m in zip(
+        jax.tree_util.tree_leaves(state_a), jax.tree_util.tree_leaves(state_m), strict=True
+    ):
         assert jnp.allclose(a, m)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])
 def test_manual_grads_match_autodiff_for_every_depth(depth):
     acts = tuple(HIDDEN_ACTIVATIONS[(depth + i) % len(HIDDEN_ACTIVATIONS)] for i in range(depth))
-    _assert_manual_equals_autodiff(mlp.MLPConfig(
-        input_dim=5, num_classes=4, hidden=(6,) * depth, activation=acts, dtype="float64"),
-        seed=depth)
+    _assert_manual_equals_autodiff(
+        mlp.MLPConfig(
+            input_dim=5, num_classes=4, hidden=(6,) * depth, activation=acts, dtype="float64"
+        ),
+        seed=depth,
+    )
 
 
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
 def test_manual_grads_match_autodiff_for_every_activation(activation):
-    _assert_manual_equals_autodiff(mlp.MLPConfig(
-        input_dim=5, num_classes=4, hidden=(6, 5), activation=activation, dtype="float64"))
+    _assert_manual_equals_autodiff(
+        mlp.MLPConfig(
+            input_dim=5, num_classes=4, hidden=(6, 5), activation=activation, dtype="float64"
+        )
+    )
 
 
 @pytest.mark.parametrize("dropout,batchnorm", [(0.3, False), (0.0, True), (0.5, True)])
 def test_manual_grads_match_autodiff_with_dropout_and_batchnorm(dropout, batchnorm):
-    _assert_manual_equals_autodiff(mlp.MLPConfig(
-        input_dim=5, num_classes=3, hidden=(8, 6, 7), activation="tanh", dropout=dropout,
-        batchnorm=batchnorm, dtype="float64"))
+    _assert_manual_equals_autodiff(
+        mlp.MLPConfig(
+            input_dim=5,
+            num_classes=3,
+            hidden=(8, 6, 7),
+            activation="tanh",
+            dropout=dropout,
+            batchnorm=batchnorm,
+            dtype="float64",
+        )
+    )
 
 
 def test_eval_mode_is_deterministic_and_uses_running_batchnorm_statistics():
-    model = mlp.make(mlp.MLPConfig(input_dim=5, num_classes=3, hidden=(6,), dropout=0.5,
-                                   batchnorm=True, dtype="float64"))
+    model = mlp.make(
+        mlp.MLPConfig(
+            input_dim=5, num_classes=3, hidden=(6,), dropout=0.5, batchnorm=True, dtype="float64"
+        )
+    )
     params, state = model.init(jax.random.PRNGKey(0))
     x = _batch(jax.random.PRNGKey(1))["x"]
     first = model.predict(params, state, x)
@@ -73,8 +97,9 @@ def test_eval_mode_is_deterministic_and_uses_running_batchnorm_statistics():
 def test_output_bias_from_config_and_bad_activation_is_a_user_error():
     from lecturenn.errors import UserError
 
-    model = mlp.make(mlp.MLPConfig(input_dim=2, num_classes=3, hidden=(4,),
-                                   output_bias=(0.1, 0.2, 0.3)))
+    model = mlp.make(
+        mlp.MLPConfig(input_dim=2, num_classes=3, hidden=(4,), output_bias=(0.1, 0.2, 0.3))
+    )
     params, _ = model.init(jax.random.PRNGKey(0))
     assert jnp.allclose(params["layers"][-1]["b"], jnp.array([0.1, 0.2, 0.3]))
     with pytest.raises(UserError, match="unknown activation 'relu6'"):

@@ -17,18 +17,31 @@ def _data(n=96, d=6, k=3, seed=0):
 
 
 def _model(dropout=0.0):
-    return mlp.make(mlp.MLPConfig(input_dim=6, num_classes=3, hidden=(8,), activation="tanh",
-                                  dropout=dropout, dtype="float64"))
+    return mlp.make(
+        mlp.MLPConfig(
+            input_dim=6,
+            num_classes=3,
+            hidden=(8,),
+            activation="tanh",
+            dropout=dropout,
+            dtype="float64",
+        )
+    )
 
 
 def test_scan_and_loop_drivers_give_the_same_epoch():
     model, opt = _model(dropout=0.2), optax.sgd(0.1, momentum=0.9)
     params, state = model.init(jax.random.PRNGKey(0))
     data, key = _data(), jax.random.PRNGKey(3)
-    outs = [loop.make_epoch(model, opt, batch_size=16, driver=d)(
-        params, state, opt.init(params), data, key) for d in ("scan", "loop")]
-    for a, b in zip(jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(outs[1]),
-                    strict=True):
+    outs = [
+        loop.make_epoch(model, opt, batch_size=16, driver=d)(
+            params, state, opt.init(params), data, key
+        )
+        for d in ("scan", "loop")
+    ]
+    for a, b in zip(
+        jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(outs[1]), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -36,10 +49,13 @@ def test_manual_and_autodiff_steps_agree():
     model, opt = _model(), optax.adam(1e-2)
     params, state = model.init(jax.random.PRNGKey(0))
     batch = {k: v[:16] for k, v in _data().items()}
-    results = [make_step(model, opt, g)(params, state, opt.init(params), batch,
-                                        jax.random.PRNGKey(1)) for g in ("manual", "autodiff")]
-    for a, b in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1]),
-                    strict=True):
+    results = [
+        make_step(model, opt, g)(params, state, opt.init(params), batch, jax.random.PRNGKey(1))
+        for g in ("manual", "autodiff")
+    ]
+    for a, b in zip(
+        jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1]), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
@@ -52,9 +68,16 @@ def test_epoch_visits_each_example_once_and_reshuffles_per_key():
 
 def test_fit_learns_and_keeps_the_best_validation_epoch():
     model = _model()
-    params, state, history = loop.fit(model, optax.adam(0.05), _data(seed=0), epochs=12,
-                                      batch_size=16, key=jax.random.PRNGKey(0),
-                                      valid=_data(seed=1), patience=4)
+    params, state, history = loop.fit(
+        model,
+        optax.adam(0.05),
+        _data(seed=0),
+        epochs=12,
+        batch_size=16,
+        key=jax.random.PRNGKey(0),
+        valid=_data(seed=1),
+        patience=4,
+    )
     best = max(history.epochs, key=lambda r: r["val_accuracy"])
     assert history.best_epoch == best["epoch"]
     assert best["val_accuracy"] > 0.9
@@ -66,5 +89,4 @@ def test_nan_loss_stops_with_a_clear_error():
     data = _data()
     data["x"] = data["x"].at[0, 0].set(jnp.nan)
     with pytest.raises(loop.DivergedError, match="training loss became nan in epoch 1"):
-        loop.fit(_model(), optax.sgd(0.1), data, epochs=2, batch_size=96,
-                 key=jax.random.PRNGKey(0))
+        loop.fit(_model(), optax.sgd(0.1), data, epochs=2, batch_size=96, key=jax.random.PRNGKey(0))
