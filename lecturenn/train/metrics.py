@@ -1,0 +1,167 @@
+"""Evaluation metrics: token accuracy, perplexity, confusion matrix, and entity-level P/R/F1.
+
+Entity scores follow conlleval (the CoNLL-2000/2003 shared-task script, as used by Collobert et al.
+2011 and the CS224n NER assignment): a predicted entity counts as correct only when its type, first
+token and last token all match a gold entity. Chunks are decoded with conlleval's start/end rules,
+extended for IOBES the way seqeval extends them (seqeval's default mode reproduces conlleval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+SCHEMES = ("iob1", "iob2", "iobes")
+_PREFIXES = {"iob1": "BI", "iob2": "BI", "iobes": "BIES"}
+
+Entity = tuple[str, int, int]
+
+
+def accuracy(pred: jax.Array, gold: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Fraction of positions where ``pred == gold``, counting only positions where ``mask`` is 1."""
+    hits = (jnp.asarray(pred) == jnp.asarray(gold)).astype(jnp.float32)
+    if mask is None:
+        return hits.mean()
+    mask = jnp.asarray(mask, dtype=hits.dtype)
+    return (hits * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def perplexity(mean_nll: float | jax.Array) -> jax.Array:
+    """Perplexity = exp(mean negative log-likelihood per token, in nats) (CS224n lecture 6)."""
+    return jnp.exp(mean_nll)
+
+
+def confusion_matrix(
+    pred: jax.Array, gold: jax.Array, num_classes: int, mask: jax.Array | None = None
+) -> jax.Array:
+    """Counts ``C[i, j]`` of positions with gold class i predicted as j (rows gold, as sklearn)."""
+    pred = jnp.asarray(pred).reshape(-1)
+    gold = jnp.asarray(gold).reshape(-1)
+    weight = jnp.ones(pred.shape, jnp.int32) if mask is None else jnp.asarray(mask).reshape(-1)
+    counts = jnp.zeros((num_classes, num_classes), jnp.int32)
+    return counts.at[gold, pred].add(weight.astype(jnp.int32))
+
+
+def _split_tag(tag: str, scheme: str) -> tuple[str, str]:
+    if tag == "O":
+        return "O", ""
+    prefix, sep, entity_type = tag.partition("-")
+    if not sep or not entity_type or prefix not in _PREFIXES[scheme]:
+        raise ValueError(f"tag {tag!r} is not a valid {scheme} tag (expected O or X-TYPE)")
+    return prefix, entity_type
+
+
+def _chunk_ends(prev_tag: str, tag: str, prev_type: str, entity_type: str) -> bool:
+    # conlleval's endOfChunk, plus seqeval's E/S rules for IOBES.
+    if prev_tag in "ES":
+        return True
+    if prev_tag in "BI" and tag in "BSO":
+        return True
+    return prev_tag != "O" and prev_type != entity_type
+
+
+def _chunk_starts(prev_tag: str, tag: str, prev_type: str, entity_type: str) -> bool:
+    # conlleval's startOfChunk: a stray I- (after O, or after another type) opens a chunk.
+    if tag in "BS":
+        return True
+    if prev_tag in "ESO" and tag in "EI":
+        return True
+    return tag != "O" and prev_type != entity_type
+
+
+def extract_entities(tags: Sequence[str], scheme: str = "iob1") -> set[Entity]:
+    """Entities ``(type, start, end)`` of one sentence, ``end`` exclusive, by conlleval's rules.
+
+    The rules do not depend on whether the input is IOB1 or IOB2 (conlleval makes no difference),
+    so any mix of B-/I- tags decodes; ``scheme`` only says which prefixes are allowed (E-/S- only
+    in "iobes"). Ill-formed sequences decode leniently, as in conlleval: ``O I-PER`` opens a PER
+    chunk and ``B-PER I-LOC`` is two chunks.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
+    entities = set()
+    prev_tag, prev_type, start = "O", "", 0
+    for position, tag in enumerate([*tags, "O"]):
+        prefix, entity_type = _split_tag(tag, scheme)
+        if _chunk_ends(prev_tag, prefix, prev_type, entity_type):
+            entities.add((prev_type, start, position))
+        if _chunk_starts(prev_tag, prefix, prev_type, entity_type):
+            start = position
+        prev_tag, prev_type = prefix, entity_type
+    return entities
+
+
+def _prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    # conlleval: precision is 0 when nothing was predicted, recall 0 when nothing was gold.
+    precision = 100.0 * correct / predicted if predicted else 0.0
+    recall = 100.0 * correct / gold if gold else 0.0
+    total = precision + recall
+    f1 = 2.0 * precision * recall / total if total else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def entity_f1(
+    gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]], scheme: str = "iob1"
+) -> dict:
+    """Entity-level precision, recall and F1 in percent, overall and per type, as conlleval.
+
+    ``gold_tags`` and ``pred_tags`` are lists of sentences of tag strings, aligned token by token.
+    Returns ``{"precision", "recall", "f1", "accuracy", "tokens", "gold", "predicted", "correct",
+    "per_type": {type: {"precision", "recall", "f1", "gold", "predicted", "correct"}}}`` where
+    ``gold``/``predicted``/``correct`` count entities and ``accuracy`` is token accuracy (percent).
+    """
+    if len(gold_tags) != len(pred_tags):
+        raise ValueError(f"{len(gold_tags)} gold sentences but {len(pred_tags)} predicted")
+    counts: dict[str, list[int]] = {}
+    tokens = correct_tags = 0
+    for index, (gold, pred) in enumerate(zip(gold_tags, pred_tags, strict=True)):
+        if len(gold) != len(pred):
+            raise ValueError(f"sentence {index}: {len(gold)} gold tags but {len(pred)} predicted")
+        tokens += len(gold)
+        correct_tags += sum(g == p for g, p in zip(gold, pred, strict=True))
+        gold_entities = extract_entities(gold, scheme)
+        pred_entities = extract_entities(pred, scheme)
+        for entities, slot in (
+            (gold_entities, 0),
+            (pred_entities, 1),
+            (gold_entities & pred_entities, 2),
+        ):
+            for entity_type, _, _ in entities:
+                counts.setdefault(entity_type, [0, 0, 0])[slot] += 1
+    totals = [sum(c[slot] for c in counts.values()) for slot in range(3)]
+    result = {
+        **_prf(totals[2], totals[1], totals[0]),
+        "accuracy": 100.0 * correct_tags / tokens if tokens else 0.0,
+        "tokens": tokens,
+        "gold": totals[0],
+        "predicted": totals[1],
+        "correct": totals[2],
+        "per_type": {},
+    }
+    for entity_type in sorted(counts):
+        gold, predicted, correct = counts[entity_type]
+        result["per_type"][entity_type] = {
+            **_prf(correct, predicted, gold),
+            "gold": gold,
+            "predicted": predicted,
+            "correct": correct,
+        }
+    return result
+
+
+def format_conlleval_table(result: dict) -> str:
+    """The report conlleval prints, from the dict of :func:`entity_f1`."""
+    lines = [
+        f"processed {result['tokens']} tokens with {result['gold']} phrases; "
+        f"found: {result['predicted']} phrases; correct: {result['correct']}.",
+        f"accuracy: {result['accuracy']:6.2f}%; precision: {result['precision']:6.2f}%; "
+        f"recall: {result['recall']:6.2f}%; FB1: {result['f1']:6.2f}",
+    ]
+    for entity_type, row in result["per_type"].items():
+        lines.append(
+            f"{entity_type:>17}: precision: {row['precision']:6.2f}%; "
+            f"recall: {row['recall']:6.2f}%; FB1: {row['f1']:6.2f}  {row['predicted']}"
+        )
+    return "\n".join(lines) + "\n"
