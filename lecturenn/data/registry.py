@@ -248,6 +248,14 @@ def _local(file: DataFile, root: Path) -> Path | None:
     return None
 
 
+def _names(file: DataFile) -> set[str]:
+    """How a caller may name a file: its relative path or base name, or its substitute's."""
+    names = {file.path, Path(file.path).name}
+    if file.substitute is not None:
+        names |= {file.substitute.path, Path(file.substitute.path).name}
+    return names
+
+
 def dataset_path(name: str, filename: str | None = None, *, root: Path | None = None) -> Path:
     """The dataset's folder (every file present) or one of its files, by base name or path.
 
@@ -257,7 +265,7 @@ def dataset_path(name: str, filename: str | None = None, *, root: Path | None = 
     root = Path(root) if root is not None else data_root()
     files = dataset.files
     if filename is not None:
-        files = tuple(f for f in files if filename in (f.path, Path(f.path).name))
+        files = tuple(f for f in files if filename in _names(f))
         if not files:
             known = ", ".join(Path(f.path).name for f in dataset.files)
             raise UserError(f"dataset {name!r} has no file {filename!r}: its files are {known}")

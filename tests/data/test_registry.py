@@ -218,6 +218,7 @@ def test_verify_detects_an_altered_file(data_root, tmp_path):
 def test_glove_subset_stands_in_for_the_full_file(data_root):
     path = registry.dataset_path("glove", "glove.6B.50d.txt", root=data_root)
     assert path.name in ("glove.6B.50d.txt", "glove.6B.50d.subset.txt.gz")
+    assert registry.dataset_path("glove", "glove.6B.50d.subset.txt.gz", root=data_root) == path
     rows = {row.name: row for row in registry.list_datasets(root=data_root)}
     assert set(rows) == {"conll2003", "ptb", "tinyshakespeare", "fashion-mnist", "mnist", "glove"}
     assert rows["glove"].present and rows["ptb"].present
