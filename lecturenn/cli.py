@@ -61,6 +61,40 @@ def _cmd_gradcheck(args) -> int:
     return 0
 
 
+def _progress(url: str, received: int, expected: int | None) -> None:
+    total = f"/{expected / 1e6:.1f}" if expected else ""
+    print(f"\r{url}: {received / 1e6:.1f}{total} MB", end="", file=sys.stderr, flush=True)
+
+
+def _cmd_data(args) -> int:
+    from lecturenn.data import registry
+
+    if args.action == "list":
+        root = registry.data_root()
+        print(f"data root: {root}")
+        for row in registry.list_datasets():
+            status = "present" if row.present else f"missing {len(row.missing)} file(s)"
+            print(f"{row.name:<16} {status:<20} {row.description}")
+        return 0
+    names = args.names or ([] if args.action == "fetch" else list(registry.DATASETS))
+    if not names:
+        raise UserError(f"data fetch: name a dataset: {', '.join(registry.DATASETS)}")
+    for name in names:
+        if name not in registry.DATASETS:
+            raise UserError(f"unknown dataset {name!r}; expected one of "
+                            f"{', '.join(registry.DATASETS)}")
+    bad = 0
+    for name in names:
+        if args.action == "fetch":
+            for path in registry.fetch(name, progress=_progress):
+                print(f"{name}: {path}")
+        else:
+            for path, ok, message in registry.verify(name):
+                bad += not ok
+                print(f"{'ok ' if ok else 'BAD'} {path}: {message}")
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lecturenn import gradcheck
 
@@ -101,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_gradcheck)
+
+    p = sub.add_parser("data", help="list, fetch or verify the named datasets")
+    p.add_argument("action", choices=["list", "fetch", "verify"])
+    p.add_argument("names", nargs="*", help="dataset names (verify: all when none given)")
+    p.set_defaults(func=_cmd_data)
     return parser
 
 

@@ -32,3 +32,6 @@ class Model(NamedTuple):
     loss: Callable[..., tuple[Any, tuple[State, dict]]]
     manual_value_and_grad: Callable[..., tuple[tuple[Any, tuple[State, dict]], Params]]
     predict: Callable[..., Any]
+    # optional: (params, state, x) -> list of each hidden layer's activations, eval mode; used by
+    # experiments/diagnostics.py for saturation histograms
+    hidden_activations: Callable[..., list] | None = None

@@ -84,7 +84,7 @@ def make(cfg: MLPConfig) -> Model:
         """Runs every layer, keeping the caches the backward pass needs."""
         a = x.reshape(x.shape[0], -1).astype(dtype)
         keys = jax.random.split(key, len(cfg.hidden)) if train and cfg.dropout > 0 else None
-        caches, new_bn = [], []
+        caches, new_bn, hidden = [], [], []
         for k, act in enumerate(acts):
             z, affine_cache = layers.affine_forward(params["layers"][k], a)
             bn_cache = None
@@ -94,13 +94,14 @@ def make(cfg: MLPConfig) -> Model:
                 )
                 new_bn.append(bn_state)
             a, act_cache = layers.activation_forward(act, z)
+            hidden.append(a)
             mask = None
             if keys is not None:
                 a, mask = layers.dropout_forward(a, cfg.dropout, keys[k], True)
             caches.append((affine_cache, bn_cache, act_cache, mask))
         scores, out_cache = layers.affine_forward(params["layers"][-1], a)
         new_state = {"bn": new_bn} if cfg.batchnorm else state
-        return scores, new_state, (caches, out_cache)
+        return scores, new_state, (caches, out_cache, hidden)
 
     def loss(params, state, batch, key):
         scores, new_state, _ = _forward(params, state, batch["x"], key, True)
@@ -108,7 +109,7 @@ def make(cfg: MLPConfig) -> Model:
         return value, (new_state, {"accuracy": _accuracy(scores, batch["y"])})
 
     def manual_value_and_grad(params, state, batch, key):
-        scores, new_state, (caches, out_cache) = _forward(params, state, batch["x"], key, True)
+        scores, new_state, (caches, out_cache, _) = _forward(params, state, batch["x"], key, True)
         value, delta = losses.softmax_cross_entropy_value_and_grad(scores, batch["y"])
         grads = {"layers": [None] * len(sizes[:-1])}
         grads["layers"][-1], da = layers.affine_backward(params["layers"][-1], out_cache, delta)
@@ -129,7 +130,10 @@ def make(cfg: MLPConfig) -> Model:
         scores, _, _ = _forward(params, state, x, jax.random.PRNGKey(0), False)
         return scores
 
-    return Model("mlp", init, loss, manual_value_and_grad, predict)
+    def hidden_activations(params, state, x):
+        return _forward(params, state, x, jax.random.PRNGKey(0), False)[2][2]
+
+    return Model("mlp", init, loss, manual_value_and_grad, predict, hidden_activations)
 
 
 def _accuracy(scores, labels):
