@@ -1,0 +1,92 @@
+"""One optimizer from config values: clipping, weight-only L1/L2, the optimizer with its
+schedule behind a loop-controlled learning-rate scale, and Collobert's fan-in scaling.
+"""
+
+import inspect
+from typing import Any
+
+import optax
+
+from lecturenn.errors import UserError
+from lecturenn.optim import clipping
+from lecturenn.optim.regularize import add_l1, add_l2, scale_by_fan_in
+from lecturenn.optim.schedules import SCHEDULES, Schedule, get_schedule, inject_lr_scale
+from lecturenn.optim.transforms import get_optimizer
+
+
+def _schedule_from(schedule: dict[str, Any], learning_rate: float) -> Schedule:
+    """The schedule in `schedule`, its first argument (init_value / lr) = `learning_rate`."""
+    options = dict(schedule)
+    if "kind" not in options:
+        raise UserError(f"schedule needs a 'kind' key, one of {', '.join(SCHEDULES)}")
+    kind = options.pop("kind")
+    if kind not in SCHEDULES:
+        raise UserError(f"unknown schedule.kind {kind!r}: use one of {', '.join(SCHEDULES)}")
+    first = next(iter(inspect.signature(SCHEDULES[kind]).parameters))
+    if first in options and options[first] != learning_rate:
+        raise UserError(
+            f"schedule.{first} = {options[first]!r} contradicts learning_rate = "
+            f"{learning_rate!r}: give the initial rate once, as learning_rate"
+        )
+    options[first] = learning_rate
+    return get_schedule(kind, **options)
+
+
+def _check_positive(key: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise UserError(f"{key} must be > 0 (or left out to disable it), got {value!r}")
+
+
+def build_optimizer(
+    name: str,
+    learning_rate: float | Schedule,
+    *,
+    schedule: dict[str, Any] | None = None,
+    clip_global_norm: float | None = None,
+    clip_elementwise: float | None = None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    fan_in_scaling: bool = False,
+    params: Any = None,
+    lr_scale: bool = True,
+    **optimizer_kwargs: Any,
+) -> optax.GradientTransformation:
+    """chain(clip by global norm, clip elementwise, add_l2, add_l1 (weights only),
+    inject_lr_scale(optimizer(learning rate or schedule)), scale_by_fan_in).
+
+    Clipping acts on the raw loss gradient, before the penalty terms are added. `schedule` is
+    a dict such as {"kind": "step_decay", "step_size": 1000, "factor": 0.5}; its initial value is
+    `learning_rate`. With `lr_scale` the loop can halve the rate via `set_lr_scale`.
+    `name` and `optimizer_kwargs` go to `get_optimizer` ("adam" is ours, "optax:adam" optax's).
+    """
+    if schedule is not None:
+        if callable(learning_rate):
+            raise UserError(
+                "learning_rate is already a schedule: give either a schedule function as "
+                "learning_rate or a schedule dict, not both"
+            )
+        learning_rate = _schedule_from(schedule, learning_rate)
+    elif not callable(learning_rate) and not learning_rate > 0:
+        raise UserError(f"learning_rate must be > 0, got {learning_rate!r}")
+    _check_positive("clip_global_norm", clip_global_norm)
+    _check_positive("clip_elementwise", clip_elementwise)
+    for key, value in (("l1", l1), ("l2", l2)):
+        if value < 0:
+            raise UserError(f"{key} must be >= 0, got {value!r}")
+    if fan_in_scaling and params is None:
+        raise UserError("fan_in_scaling = true needs the model's params to read the fan-ins")
+
+    parts = []
+    if clip_global_norm is not None:
+        parts.append(clipping.clip_by_global_norm(clip_global_norm))
+    if clip_elementwise is not None:
+        parts.append(clipping.clip_elementwise(clip_elementwise))
+    if l2 > 0:
+        parts.append(add_l2(l2))
+    if l1 > 0:
+        parts.append(add_l1(l1))
+    optimizer = get_optimizer(name, learning_rate, **optimizer_kwargs)
+    parts.append(inject_lr_scale(optimizer) if lr_scale else optimizer)
+    if fan_in_scaling:
+        parts.append(scale_by_fan_in(params))
+    return optax.chain(*parts)
