@@ -104,7 +104,7 @@ def test_the_loop_halves_the_learning_rate_through_the_state():
     opt = build_optimizer("momentum", 0.1, clip_global_norm=5.0, l2=1e-3)
     state = opt.init(params)
     assert float(get_lr_scale(state)) == 1.0
-    grads = jax.grad(_loss)(params)
+    grads = jax.jit(jax.grad(_loss))(params)
     update = jax.jit(opt.update)
     full, _ = update(grads, state, params)
     half, _ = update(grads, set_lr_scale(state, 0.5), params)
