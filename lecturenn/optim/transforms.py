@@ -9,6 +9,7 @@ Defaults and the placement of eps are chosen so that each equals its optax count
 same hyper-parameters (tests/optim/test_transforms.py checks 100 steps against optax 0.2.8).
 """
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -294,8 +295,6 @@ def _optax_counterpart(name: str, kwargs: dict[str, Any]) -> tuple[Callable, dic
 
 def _optax_optimizer_names() -> list[str]:
     """optax's public optimizers: functions whose first parameter is `learning_rate`."""
-    import inspect
-
     names = []
     for name in dir(optax):
         fn = getattr(optax, name)
@@ -313,15 +312,14 @@ def get_optimizer(
 
     Our names: sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam. "optax:momentum" and
     "optax:nesterov" become `optax.sgd(lr, momentum=mu[, nesterov=True])`; "optax:<other>" is any
-    optax optimizer (adamw, lamb, ...) called with optax's own kwarg names.
+    optax optimizer (adamw, lamb, ...) called with optax's own kwarg names. The learning rate is
+    always passed on, which also keeps "optax:adadelta" from optax's sign-less `None` default.
     """
-    import inspect
-
     if name.startswith("optax:"):
         short = name.removeprefix("optax:")
         if short not in OPTIMIZERS and short not in _optax_optimizer_names():
             raise UserError(
-                f"unknown optimizer {name!r}: after 'optax:' give one of "
+                f"unknown optimizer {name!r}: after 'optax:' give momentum, nesterov or one of "
                 f"{', '.join(_optax_optimizer_names())}"
             )
         fn, call_kwargs = _optax_counterpart(short, kwargs)
