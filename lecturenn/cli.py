@@ -18,8 +18,10 @@ def _cmd_run(args) -> int:
     cfg = config_lib.load_config(args.config, args.set)
     from lecturenn.experiments.runner import run
 
-    out = Path(args.out) if args.out else Path("runs") / cfg.name
-    summary = run(cfg, out, quiet=args.quiet)
+    if args.resume is not None and args.out is not None and args.resume != args.out:
+        raise UserError("give the run folder once: --resume DIR (it is also the output folder)")
+    out = Path(args.resume or args.out or Path("runs") / cfg.name)
+    summary = run(cfg, out, resume=args.resume is not None, quiet=args.quiet)
     shown = ", ".join(
         f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
     )
@@ -81,8 +83,9 @@ def _cmd_data(args) -> int:
         raise UserError(f"data fetch: name a dataset: {', '.join(registry.DATASETS)}")
     for name in names:
         if name not in registry.DATASETS:
-            raise UserError(f"unknown dataset {name!r}; expected one of "
-                            f"{', '.join(registry.DATASETS)}")
+            raise UserError(
+                f"unknown dataset {name!r}; expected one of {', '.join(registry.DATASETS)}"
+            )
     bad = 0
     for name in names:
         if args.action == "fetch":
@@ -111,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set optim.learning_rate=0.01",
     )
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("gradcheck", help="manual vs jax.grad vs centered differences")

@@ -43,6 +43,9 @@ class TrainConfig:
     patience: int | None = None
     monitor: str = "accuracy"
     halve_lr_on_plateau: bool = False
+    input_noise: float = 0.0
+    diagnostics: bool = False
+    checkpoint: bool = True
 
 
 @dataclass
@@ -198,6 +201,7 @@ def load_config(path, overrides: list[str] = ()) -> Config:
     """TOML file (+ extends, + --set overrides) -> validated Config."""
     from lecturenn.experiments import schemas
 
+    schemas.load_all()
     source = str(path)
     raw = apply_overrides(read_toml(Path(path)), list(overrides))
     model = _validate_section(raw, "model", "kind", schemas.MODELS, source)

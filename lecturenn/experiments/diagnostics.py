@@ -15,21 +15,27 @@ import numpy as np
 from lecturenn.optim.regularize import weight_mask
 
 # |a| beyond which a unit counts as saturated, by activation: its derivative is then < ~0.1
-SATURATION = {"sigmoid": lambda a: (a < 0.05) | (a > 0.95),
-              "tanh": lambda a: jnp.abs(a) > 0.95,
-              "hardtanh": lambda a: jnp.abs(a) >= 1.0,
-              "softsign": lambda a: jnp.abs(a) > 0.75,
-              "relu": lambda a: a <= 0.0,
-              "leaky_relu": lambda a: a <= 0.0,
-              "softplus": lambda a: a < 0.05}
+SATURATION = {
+    "sigmoid": lambda a: (a < 0.05) | (a > 0.95),
+    "tanh": lambda a: jnp.abs(a) > 0.95,
+    "hardtanh": lambda a: jnp.abs(a) >= 1.0,
+    "softsign": lambda a: jnp.abs(a) > 0.75,
+    "relu": lambda a: a <= 0.0,
+    "leaky_relu": lambda a: a <= 0.0,
+    "softplus": lambda a: a < 0.05,
+}
 
 
 def weight_grad_norms(grads) -> dict[str, float]:
     """‖∂J/∂W‖₂ for every weight leaf (biases excluded), keyed by pytree path."""
     mask = weight_mask(grads)
-    return {jax.tree_util.keystr(path): float(jnp.linalg.norm(g))
-            for (path, g), is_w in zip(jax.tree_util.tree_leaves_with_path(grads),
-                                       jax.tree_util.tree_leaves(mask), strict=True) if is_w}
+    return {
+        jax.tree_util.keystr(path): float(jnp.linalg.norm(g))
+        for (path, g), is_w in zip(
+            jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(mask), strict=True
+        )
+        if is_w
+    }
 
 
 def saturation(activations: list, names: list[str]) -> list[float]:
@@ -78,8 +84,9 @@ def plot_histograms(hists: list[dict], path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(hists), 1, figsize=(5, 1.2 * len(hists) + 0.8), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(hists), 1, figsize=(5, 1.2 * len(hists) + 0.8), sharex=True, squeeze=False
+    )
     for k, (ax, h) in enumerate(zip(axes[:, 0], hists, strict=True)):
         centres = (np.asarray(h["edges"][:-1]) + np.asarray(h["edges"][1:])) / 2
         ax.bar(centres, h["counts"], width=np.diff(h["edges"]), color="C0")

@@ -1,8 +1,10 @@
 """``lecturenn run CONFIG``: config → data → model → optimizer → training → run folder.
 
 The run folder holds ``config.toml`` (the resolved config), ``metrics.jsonl`` (one line per
-epoch), ``summary.json`` (final figures under flat names such as ``test_accuracy``) and
-``plots/``. Reads top to bottom like nanoGPT's train.py (STYLE §4).
+epoch), ``summary.json`` (final figures under flat names: ``test_accuracy``, ``val_f1``,
+``test_perplexity``, ``train_seconds`` ...), ``plots/`` and ``checkpoints/``. It reads top to
+bottom like nanoGPT's train.py (STYLE §4); what differs between tasks (data, model, metrics) comes
+from the task's ``build(cfg) -> Setup`` (experiments/tasks/).
 """
 
 from __future__ import annotations
@@ -10,71 +12,47 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import numpy as np
 
-from lecturenn.data import preprocess
+from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
+from lecturenn.experiments import schemas
+from lecturenn.experiments.tasks import TASKS
 from lecturenn.io import append_line, atomic_write_json, atomic_write_text
-from lecturenn.models import mlp
+from lecturenn.models.base import Model
 from lecturenn.optim.build import build_optimizer
-from lecturenn.train import loop
+from lecturenn.train import checkpoint, loop
 
 
-def load_data(cfg, seed: int) -> dict:
-    """Splits as numpy arrays: {"train", "valid", "test"} each {"x", "y"}."""
-    if cfg.name == "digits":
-        from lecturenn.data.images import load_digits_split
+@dataclass
+class Setup:
+    """What a task hands the runner."""
 
-        split = load_digits_split(test_fraction=cfg.test_fraction, seed=seed)
-    else:
-        from lecturenn.data import synthetic
-
-        whole = (
-            synthetic.spirals(cfg.num_per_class, cfg.num_classes, cfg.noise, seed)
-            if cfg.name == "spirals"
-            else synthetic.xor(cfg.num_examples, cfg.noise, seed)
-        )
-        num_test = int(round(cfg.test_fraction * len(whole["x"])))
-        split = {
-            "x_train": whole["x"][num_test:],
-            "y_train": whole["y"][num_test:],
-            "x_test": whole["x"][:num_test],
-            "y_test": whole["y"][:num_test],
-        }
-    x_train, y_train = split["x_train"], split["y_train"]
-    num_valid = int(round(cfg.val_fraction * len(x_train)))
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    valid_idx, train_idx = order[:num_valid], order[num_valid:]
-    x_tr, x_va, x_te = preprocess.fit_apply(
-        cfg.preprocess, x_train[train_idx], x_train[valid_idx], split["x_test"]
-    )
-    data = {
-        "train": {"x": x_tr, "y": y_train[train_idx]},
-        "test": {"x": x_te, "y": split["y_test"]},
-    }
-    if num_valid:
-        data["valid"] = {"x": x_va, "y": y_train[valid_idx]}
-    return data
+    model: Model
+    train: dict  # device arrays, leading axis = examples
+    valid: dict | None
+    evaluate: Callable  # (params, state, split) -> {metric: float}
+    splits: dict  # final evaluation: {"val": ..., "test": ...}
+    augment: Callable | None = None  # (key, batch) -> batch, on device
+    epoch_fn: Callable | None = None  # replaces the shuffled mini-batch epoch
+    finalize: Callable | None = None  # (params, state, out_dir) -> extra summary
 
 
-def build_model(cfg, input_dim: int, num_classes: int):
-    return mlp.make(
-        mlp.MLPConfig(
-            input_dim=input_dim,
-            num_classes=num_classes,
-            hidden=tuple(cfg.hidden),
-            activation=cfg.activation if isinstance(cfg.activation, str) else tuple(cfg.activation),
-            dropout=cfg.dropout,
-            batchnorm=cfg.batchnorm,
-            init=cfg.init,
-        )
-    )
+def input_noise(std: float) -> Callable:
+    """Gaussian input noise as a regularizer: x ← x + ε, ε ~ N(0, std²), fresh every step."""
+
+    def augment(key, batch):
+        noise = std * jax.random.normal(key, batch["x"].shape, batch["x"].dtype)
+        return {**batch, "x": batch["x"] + noise}
+
+    return augment
 
 
-def make_optimizer(cfg: config_lib.OptimConfig):
+def make_optimizer(cfg: config_lib.OptimConfig, params=None):
     return build_optimizer(
         cfg.name,
         cfg.learning_rate,
@@ -83,88 +61,200 @@ def make_optimizer(cfg: config_lib.OptimConfig):
         clip_elementwise=cfg.clip_elementwise,
         l1=cfg.l1,
         l2=cfg.l2,
+        fan_in_scaling=cfg.fan_in_scaling,
+        params=params,
         **cfg.options,
     )
 
 
-def run(cfg: config_lib.Config, out: Path, *, quiet: bool = False) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", config_lib.dumps_toml(config_lib.to_dict(cfg)))
-    metrics_path = out / "metrics.jsonl"
-    metrics_path.write_text("")
+def make_diagnose(model: Model, train: dict, activation_names, num_examples: int = 256):
+    """Per-epoch gradient norms on a fixed training batch and saturation on its activations."""
+    from lecturenn.experiments import diagnostics
 
-    data = load_data(cfg.data, cfg.train.seed)
-    train = loop.to_device(data["train"])
-    valid = loop.to_device(data["valid"]) if "valid" in data else None
-    test = loop.to_device(data["test"])
-    input_dim = int(np.prod(train["x"].shape[1:]))
-    num_classes = int(max(data["train"]["y"].max(), data["test"]["y"].max())) + 1
-    model = build_model(cfg.model, input_dim, num_classes)
-    optimizer = make_optimizer(cfg.optim)
+    batch = {k: v[:num_examples] for k, v in train.items()}
+    grad_fn = jax.jit(jax.grad(lambda p, s: model.loss(p, s, batch, jax.random.PRNGKey(0))[0]))
+    hidden_fn = jax.jit(model.hidden_activations)
+
+    def diagnose(params, state):
+        acts = hidden_fn(params, state, batch["x"])
+        return {
+            "grad_norms": diagnostics.weight_grad_norms(grad_fn(params, state)),
+            "saturation": diagnostics.saturation(acts, activation_names),
+        }
+
+    return diagnose, hidden_fn, batch
+
+
+def _prepare_folder(cfg, out: Path, resume: bool) -> None:
+    resolved = config_lib.dumps_toml(config_lib.to_dict(cfg))
+    if resume:
+        previous = out / "config.toml"
+        if not previous.exists():
+            raise UserError(f"--resume {out}: no config.toml there; is it a run folder?")
+        if previous.read_text() != resolved:
+            raise UserError(
+                f"--resume {out}: the config differs from the one the run started "
+                "with (compare config.toml); resume with the same config and --set"
+            )
+        return
+    if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+        raise UserError(
+            f"{out} already holds a run with checkpoints: pass --resume {out} to "
+            "continue it, or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.toml", resolved)
+
+
+def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool = False) -> dict:
+    out = Path(out)
+    _prepare_folder(cfg, out, resume)
+    task = TASKS[schemas.task_of(cfg)]
+
+    setup = task.build(cfg)
+    params_shape, _ = jax.eval_shape(setup.model.init, jax.random.PRNGKey(0))
+    optimizer = make_optimizer(cfg.optim, params_shape)
+    diagnose = hidden_fn = diag_batch = None
+    if cfg.train.diagnostics and setup.model.hidden_activations is not None:
+        names = (
+            cfg.model.activation
+            if isinstance(cfg.model.activation, list)
+            else [cfg.model.activation] * len(cfg.model.hidden)
+        )
+        diagnose, hidden_fn, diag_batch = make_diagnose(setup.model, setup.train, names)
+
+    metrics_path = out / "metrics.jsonl"
+    checkpointer = loop.Checkpointer(out / "checkpoints")
+    if resume and checkpointer.has_checkpoint():
+        # metrics.jsonl may hold lines of epochs after the checkpoint: keep the checkpoint's
+        meta_path = checkpoint.latest_checkpoint(checkpointer.directory) / checkpoint.META
+        rows = json.loads(meta_path.read_text())["history"]["epochs"]
+        atomic_write_text(metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    else:
+        atomic_write_text(metrics_path, "")
+    steps_per_epoch = max(
+        jax.tree_util.tree_leaves(setup.train)[0].shape[0] // cfg.train.batch_size, 1
+    )
+    bar = _progress(cfg.train.epochs, quiet)
 
     def on_epoch(row):
+        row["steps_per_s"] = steps_per_epoch / row["seconds"]
         append_line(metrics_path, json.dumps(row, sort_keys=True))
-        if not quiet:
-            shown = "  ".join(
-                f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds")
-            )
-            print(f"epoch {row['epoch']:3d}  {shown}  ({row['seconds']:.2f}s)", file=sys.stderr)
+        bar(row)
 
     start = time.perf_counter()
     params, state, history = loop.fit(
-        model,
+        setup.model,
         optimizer,
-        train,
+        setup.train,
         epochs=cfg.train.epochs,
         batch_size=cfg.train.batch_size,
         key=jax.random.PRNGKey(cfg.train.seed),
         grads=cfg.train.grads,
         driver=cfg.train.driver,
-        valid=valid,
+        valid=setup.valid,
+        evaluate=setup.evaluate,
         monitor=cfg.train.monitor,
         patience=cfg.train.patience,
+        halve_lr_on_plateau=cfg.train.halve_lr_on_plateau,
+        augment=setup.augment,
+        epoch_fn=setup.epoch_fn,
         on_epoch=on_epoch,
+        checkpointer=checkpointer if cfg.train.checkpoint else None,
+        diagnose=diagnose,
     )
-    train_seconds = time.perf_counter() - start
+    wall = time.perf_counter() - start
 
-    evaluate = loop.make_evaluate(model)
     summary = {
         "name": cfg.name,
         "epochs_run": len(history.epochs),
         "best_epoch": history.best_epoch,
-        "train_seconds": round(train_seconds, 3),
+        "stopped_early": history.stopped_early,
+        "train_seconds": round(sum(r["seconds"] for r in history.epochs), 3),
+        "wall_seconds": round(wall, 3),
     }
-    for split_name, split in (("test", test), ("val", valid)):
+    for split_name, split in setup.splits.items():
         if split is not None:
-            for k, v in evaluate(params, state, split).items():
-                summary[f"{split_name}_{k}"] = v
+            summary.update(
+                {f"{split_name}_{k}": v for k, v in setup.evaluate(params, state, split).items()}
+            )
+    if setup.finalize is not None:
+        summary.update(setup.finalize(params, state, out))
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_curves(history.epochs, plots)
+    if diagnose is not None:
+        _plot_diagnostics(history.epochs, hidden_fn(params, state, diag_batch["x"]), plots)
     atomic_write_json(out / "summary.json", summary)
-    _plot(history.epochs, out / "plots")
     return summary
 
 
-def _plot(rows: list[dict], folder: Path) -> None:
-    """Loss and metric curves per epoch, one PNG each."""
+def _progress(epochs: int, quiet: bool) -> Callable[[dict], None]:
+    """A tqdm bar over epochs on a terminal; silent otherwise (logs, CI, pipes)."""
+    if quiet or not sys.stderr.isatty():
+        return lambda row: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=epochs, unit="epoch", file=sys.stderr)
+
+    def update(row):
+        shown = {
+            k: f"{v:.4g}"
+            for k, v in row.items()
+            if isinstance(v, float) and k.startswith(("train_loss", "val_"))
+        }
+        shown["steps/s"] = f"{row['steps_per_s']:.0f}"
+        bar.n = row["epoch"]
+        bar.set_postfix(shown)
+        if row["epoch"] >= epochs:
+            bar.close()
+
+    return update
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_curves(rows: list[dict], folder: Path) -> None:
+    """One PNG per metric (loss, accuracy, f1, perplexity ...) with its train/val curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(exist_ok=True)
     epochs = [r["epoch"] for r in rows]
-    for metric in ("loss", "accuracy"):
-        keys = [k for k in rows[0] if k.endswith(metric)] if rows else []
-        if not keys:
-            continue
+    metrics = sorted(
+        {
+            k.split("_", 1)[1]
+            for r in rows[:1]
+            for k, v in r.items()
+            if k.startswith(("train_", "val_")) and isinstance(v, float)
+        }
+    )
+    for metric in metrics:
+        keys = [k for k in (f"train_{metric}", f"val_{metric}") if k in rows[0]]
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for k in keys:
             ax.plot(epochs, [r[k] for r in rows], label=k)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.legend()
-        fig.tight_layout()
-        tmp = folder / f"{metric}.tmp.png"
-        fig.savefig(tmp)
-        plt.close(fig)
-        tmp.replace(folder / f"{metric}.png")
+        _save(fig, folder / f"{metric}.png")
+
+
+def _plot_diagnostics(rows, final_activations, folder: Path) -> None:
+    from lecturenn.experiments import diagnostics
+
+    diagnostics.plot_grad_norms(rows, folder / "grad_norms.png")
+    diagnostics.plot_histograms(
+        diagnostics.histograms(final_activations),
+        folder / "activations.png",
+        "activations after training",
+    )

@@ -9,9 +9,6 @@ costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
-
 from lecturenn.errors import UserError
 
 MODELS: dict[str, type] = {}
@@ -34,59 +31,9 @@ def dataset(name: str):
     return register
 
 
-# --- models -------------------------------------------------------------------------------------
-
-
-@model("mlp")
-@dataclass
-class MLPModel:
-    TASK: ClassVar[str] = "classify"
-    kind: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [64])
-    activation: str | list[str] = "relu"
-    dropout: float = 0.0
-    batchnorm: bool = False
-    init: str = "glorot_uniform"
-
-
-# --- data sets ----------------------------------------------------------------------------------
-
-
-@dataset("digits")
-@dataclass
-class DigitsData:
-    """scikit-learn's bundled 8×8 digits (1,797 images), split train/valid/test."""
-
-    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
-    name: str = "digits"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    preprocess: str = "standardize"
-
-
-@dataset("spirals")
-@dataclass
-class SpiralsData:
-    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
-    name: str = "spirals"
-    num_per_class: int = 300
-    num_classes: int = 3
-    noise: float = 0.2
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    preprocess: str = "none"
-
-
-@dataset("xor")
-@dataclass
-class XorData:
-    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
-    name: str = "xor"
-    num_examples: int = 800
-    noise: float = 0.25
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    preprocess: str = "none"
+def load_all() -> None:
+    """Import the task modules so that every model kind and data set is registered."""
+    import lecturenn.experiments.tasks  # noqa: F401
 
 
 def task_of(cfg) -> str:

@@ -10,6 +10,7 @@ Two drivers run the same epoch and give the same parameters:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ import numpy as np
 
 from lecturenn.errors import UserError
 from lecturenn.models.base import Model
+from lecturenn.optim.schedules import set_lr_scale
+from lecturenn.train import checkpoint
 from lecturenn.train.step import make_step
 
 DRIVERS = ("scan", "loop")
@@ -43,7 +46,13 @@ def epoch_batches(key, num_examples: int, batch_size: int):
 
 
 def make_epoch(
-    model: Model, optimizer, *, grads: str = "manual", batch_size: int, driver: str = "scan"
+    model: Model,
+    optimizer,
+    *,
+    grads: str = "manual",
+    batch_size: int,
+    driver: str = "scan",
+    augment: Callable | None = None,
 ) -> Callable:
     """epoch(params, state, opt_state, data, key) -> (params, state, opt_state, loss, aux means).
 
@@ -51,7 +60,13 @@ def make_epoch(
     """
     if driver not in DRIVERS:
         raise UserError(f"train.driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
-    step = make_step(model, optimizer, grads, jit=False)
+    plain_step = make_step(model, optimizer, grads, jit=False)
+
+    def step(params, state, opt_state, batch, key):
+        if augment is not None:
+            key, augment_key = jax.random.split(key)
+            batch = augment(augment_key, batch)
+        return plain_step(params, state, opt_state, batch, key)
 
     def split(key, data):
         perm_key, step_key = jax.random.split(key)
@@ -123,7 +138,13 @@ def make_evaluate(
 class History:
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = -1
+    best_value: float = -math.inf
     stopped_early: bool = False
+    lr_scale: float = 1.0
+
+
+def higher_is_better(metric: str) -> bool:
+    return not metric.endswith(("loss", "perplexity", "mse"))
 
 
 def fit(
@@ -137,31 +158,53 @@ def fit(
     grads: str = "manual",
     driver: str = "scan",
     valid: dict | None = None,
+    evaluate: Callable | None = None,
     monitor: str = "accuracy",
     patience: int | None = None,
+    halve_lr_on_plateau: bool = False,
+    augment: Callable | None = None,
+    epoch_fn: Callable | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    checkpointer: Checkpointer | None = None,
+    diagnose: Callable | None = None,
 ):
-    """Train for ``epochs``; returns (params, state, History) with the best-on-validation params.
+    """Train for ``epochs``; return (params, state, History) with the best-on-validation params.
 
-    Early stopping (CS224n: keep the parameters of the best validation epoch) when ``valid`` is
-    given; ``patience`` epochs without improvement end the run.
+    - Early stopping (CS224n): keep the parameters of the best validation epoch; ``patience``
+      epochs without improvement end the run.
+    - ``halve_lr_on_plateau`` (CS224n): when the validation metric does not improve, halve the
+      learning rate (the optimizer must come from ``build_optimizer``, which holds an lr scale).
+    - ``augment(key, batch) -> batch`` runs on device inside the epoch (input noise, flips).
+    - ``checkpointer`` saves everything needed to continue bit-identically after every epoch and,
+      if it holds a checkpoint, training resumes from it.
+    - ``diagnose(params, state) -> dict`` adds per-epoch diagnostics to the metrics row.
     """
     init_key, key = jax.random.split(key)
     params, state = model.init(init_key)
     opt_state = optimizer.init(params)
-    epoch_fn = make_epoch(model, optimizer, grads=grads, batch_size=batch_size, driver=driver)
-    evaluate = make_evaluate(model)
-    history, best, best_value = History(), (params, state), -math.inf
-    for epoch in range(1, epochs + 1):
+    epoch_fn = epoch_fn or make_epoch(
+        model, optimizer, grads=grads, batch_size=batch_size, driver=driver, augment=augment
+    )
+    evaluate = evaluate or make_evaluate(model)
+    history, best = History(), (params, state)
+    sign = 1.0 if higher_is_better(monitor) else -1.0
+    start_epoch = 1
+    if checkpointer is not None and checkpointer.has_checkpoint():
+        params, state, opt_state, key, best, history = checkpointer.restore(
+            params, state, opt_state, key
+        )
+        start_epoch = len(history.epochs) + 1
+    for epoch in range(start_epoch, epochs + 1):
         key, epoch_key = jax.random.split(key)
         start = time.perf_counter()
         new = epoch_fn(params, state, opt_state, train, epoch_key)
         train_loss = float(new[3])
         seconds = time.perf_counter() - start
         if not math.isfinite(train_loss):
+            kept = "; the last good checkpoint is kept" if checkpointer is not None else ""
             raise DivergedError(
                 f"training loss became {train_loss} in epoch {epoch}; lower "
-                "optim.learning_rate or set optim.clip_global_norm"
+                f"optim.learning_rate or set optim.clip_global_norm{kept}"
             )
         params, state, opt_state = new[:3]
         row = {
@@ -170,20 +213,75 @@ def fit(
             "seconds": seconds,
             **{f"train_{k}": float(v) for k, v in new[4].items()},
         }
+        if halve_lr_on_plateau:
+            row["lr_scale"] = history.lr_scale
         if valid is not None:
             row.update({f"val_{k}": v for k, v in evaluate(params, state, valid).items()})
-            value = row[f"val_{monitor}"] * (-1 if monitor == "loss" else 1)
-            if value > best_value:
-                best_value, best, history.best_epoch = value, (params, state), epoch
+            value = sign * row[f"val_{monitor}"]
+            if value > history.best_value:
+                history.best_value, best, history.best_epoch = value, (params, state), epoch
+            elif halve_lr_on_plateau:
+                history.lr_scale /= 2
+                opt_state = set_lr_scale(opt_state, history.lr_scale)
+        if diagnose is not None:
+            row.update(diagnose(params, state))
         history.epochs.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
         if valid is not None and patience is not None and epoch - history.best_epoch >= patience:
             history.stopped_early = True
+        if checkpointer is not None:
+            checkpointer.save(params, state, opt_state, key, best, history)
+        if on_epoch is not None:
+            on_epoch(row)
+        if history.stopped_early:
             break
     if valid is None:
         best, history.best_epoch = (params, state), len(history.epochs)
     return best[0], best[1], history
+
+
+class Checkpointer:
+    """Saves and restores a run's whole training state after each epoch (train/checkpoint.py):
+    params, model state, optimizer state, the loop's RNG key, the best params so far and the
+    history, so that a resumed run continues bit-identically."""
+
+    def __init__(self, directory, keep: int = 2):
+        self.directory, self.keep = directory, keep
+
+    def has_checkpoint(self) -> bool:
+        return checkpoint.latest_checkpoint(self.directory) is not None
+
+    def save(self, params, state, opt_state, key, best, history: History) -> None:
+        payload = {
+            "params": params,
+            "state": state,
+            "opt_state": opt_state,
+            "key": key,
+            "best_params": best[0],
+            "best_state": best[1],
+        }
+        meta = {"step": len(history.epochs), "history": dataclasses.asdict(history)}
+        checkpoint.save_checkpoint(self.directory, payload, meta, keep=self.keep)
+
+    def restore(self, params, state, opt_state, key):
+        like = {
+            "params": params,
+            "state": state,
+            "opt_state": opt_state,
+            "key": key,
+            "best_params": params,
+            "best_state": state,
+        }
+        payload, meta = checkpoint.load_checkpoint(self.directory, like)
+        history = History(**meta["history"])
+        best = (payload["best_params"], payload["best_state"])
+        return (
+            payload["params"],
+            payload["state"],
+            payload["opt_state"],
+            payload["key"],
+            best,
+            history,
+        )
 
 
 def to_device(data: dict) -> dict:

@@ -3,7 +3,7 @@ import pytest
 from lecturenn.cli import main
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
-from lecturenn.experiments import schemas
+from lecturenn.experiments.tasks import classify as schemas
 
 DIGITS = '[data]\nname = "digits"\n'
 MLP = '[model]\nkind = "mlp"\n'

@@ -1,0 +1,152 @@
+"""Classification task: MLP (and other classifiers) on digits, spirals, xor.
+
+Registers the config schemas of its models and data sets; ``build(cfg)`` prepares device data, the
+model and the evaluation for the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from lecturenn.experiments.schemas import dataset, model
+
+
+@model("mlp")
+@dataclass
+class MLPModel:
+    TASK: ClassVar[str] = "classify"
+    kind: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [64])
+    activation: str | list[str] = "relu"
+    dropout: float = 0.0
+    batchnorm: bool = False
+    init: str = "glorot_uniform"
+    output_bias_from_frequencies: bool = False
+
+
+@dataset("digits")
+@dataclass
+class DigitsData:
+    """scikit-learn's bundled 8×8 digits (1,797 images), split train/valid/test."""
+
+    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
+    name: str = "digits"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    preprocess: str = "standardize"
+
+
+@dataset("spirals")
+@dataclass
+class SpiralsData:
+    """CS231n's interleaved spirals."""
+
+    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
+    name: str = "spirals"
+    num_per_class: int = 300
+    num_classes: int = 3
+    noise: float = 0.2
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    preprocess: str = "none"
+
+
+@dataset("xor")
+@dataclass
+class XorData:
+    """6.036's XOR clouds."""
+
+    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
+    name: str = "xor"
+    num_examples: int = 800
+    noise: float = 0.25
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    preprocess: str = "none"
+
+
+def load_splits(cfg, seed: int) -> dict:
+    """numpy splits {"train", "valid"?, "test"} of {"x", "y"}, preprocessed with train stats."""
+    import numpy as np
+
+    from lecturenn.data import preprocess, synthetic
+
+    if cfg.name == "digits":
+        from lecturenn.data.images import load_digits_split
+
+        split = load_digits_split(test_fraction=cfg.test_fraction, seed=seed)
+    else:
+        whole = (
+            synthetic.spirals(cfg.num_per_class, cfg.num_classes, cfg.noise, seed)
+            if cfg.name == "spirals"
+            else synthetic.xor(cfg.num_examples, cfg.noise, seed)
+        )
+        num_test = int(round(cfg.test_fraction * len(whole["x"])))
+        split = {
+            "x_train": whole["x"][num_test:],
+            "y_train": whole["y"][num_test:],
+            "x_test": whole["x"][:num_test],
+            "y_test": whole["y"][:num_test],
+        }
+    x_train, y_train = split["x_train"], split["y_train"]
+    num_valid = int(round(cfg.val_fraction * len(x_train)))
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    valid_idx, train_idx = order[:num_valid], order[num_valid:]
+    x_tr, x_va, x_te = preprocess.fit_apply(
+        cfg.preprocess, x_train[train_idx], x_train[valid_idx], split["x_test"]
+    )
+    data = {
+        "train": {"x": x_tr, "y": y_train[train_idx]},
+        "test": {"x": x_te, "y": split["y_test"]},
+    }
+    if num_valid:
+        data["valid"] = {"x": x_va, "y": y_train[valid_idx]}
+    return data
+
+
+def build_model(cfg, input_dim: int, num_classes: int, class_counts=None):
+    import numpy as np
+
+    from lecturenn.models import mlp
+    from lecturenn.nn.init import output_bias_from_frequencies
+
+    bias = None
+    if cfg.output_bias_from_frequencies and class_counts is not None:
+        bias = tuple(float(b) for b in np.asarray(output_bias_from_frequencies(class_counts)))
+    return mlp.make(
+        mlp.MLPConfig(
+            input_dim=input_dim,
+            num_classes=num_classes,
+            hidden=tuple(cfg.hidden),
+            activation=cfg.activation if isinstance(cfg.activation, str) else tuple(cfg.activation),
+            dropout=cfg.dropout,
+            batchnorm=cfg.batchnorm,
+            init=cfg.init,
+            output_bias=bias,
+        )
+    )
+
+
+def build(cfg):
+    import numpy as np
+
+    from lecturenn.experiments.runner import Setup, input_noise
+    from lecturenn.train import loop
+
+    data = load_splits(cfg.data, cfg.train.seed)
+    train = loop.to_device(data["train"])
+    valid = loop.to_device(data["valid"]) if "valid" in data else None
+    test = loop.to_device(data["test"])
+    num_classes = int(max(data["train"]["y"].max(), data["test"]["y"].max())) + 1
+    counts = np.bincount(data["train"]["y"], minlength=num_classes)
+    model_ = build_model(cfg.model, int(np.prod(train["x"].shape[1:])), num_classes, counts)
+    evaluate = loop.make_evaluate(model_)
+    return Setup(
+        model=model_,
+        train=train,
+        valid=valid,
+        evaluate=evaluate,
+        splits={"val": valid, "test": test},
+        augment=input_noise(cfg.train.input_noise) if cfg.train.input_noise else None,
+    )
