@@ -1,0 +1,250 @@
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lecturenn.errors import UserError
+from lecturenn.experiments import config as config_lib
+from lecturenn.experiments import runner
+from lecturenn.experiments.tasks import classify
+from lecturenn.models import mlp
+from lecturenn.optim import transforms
+from lecturenn.train import loop, sweep
+
+SPACE = {
+    "optim.learning_rate": {"log_uniform": [1e-4, 1e-1]},
+    "optim.l2": {"uniform": [0.0, 0.01]},
+    "train.seed": {"int": [0, 3]},
+    "model.hidden": {"choice": [[64], [128]]},
+}
+
+
+def _data(n, seed, d=6, k=3):
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(size=(k, d)) * 1.5
+    y = rng.integers(0, k, n)
+    return {"x": jnp.asarray(centres[y] + rng.normal(size=(n, d))), "y": jnp.asarray(y)}
+
+
+def test_sample_trials_is_deterministic_and_stays_in_range():
+    trials = sweep.sample_trials(SPACE, 200, seed=5)
+    assert trials == sweep.sample_trials(SPACE, 200, seed=5)
+    assert trials != sweep.sample_trials(SPACE, 200, seed=6)
+    assert sweep.sample_trials(SPACE, 3, seed=5) == trials[:3]
+    lrs = np.array([t["optim.learning_rate"] for t in trials])
+    assert lrs.min() >= 1e-4 and lrs.max() <= 1e-1
+    # Log-uniform: about a third of the draws in each decade.
+    for low in (1e-4, 1e-3, 1e-2):
+        assert 40 < np.sum((lrs >= low) & (lrs < 10 * low)) < 95
+    assert {t["train.seed"] for t in trials} == {0, 1, 2, 3}
+    assert all(0 <= t["optim.l2"] <= 0.01 for t in trials)
+    assert {tuple(t["model.hidden"]) for t in trials} == {(64,), (128,)}
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        {},
+        {"optim.learning_rate": [1e-4, 1e-1]},
+        {"optim.learning_rate": {"log_uniform": [0.0, 1.0]}},
+        {"optim.learning_rate": {"normal": [0.0, 1.0]}},
+        {"train.seed": {"int": [0.5, 3]}},
+        {"optim.l2": {"uniform": [1.0, 0.0]}},
+        {"model.hidden": {"choice": []}},
+    ],
+)
+def test_bad_spaces_are_user_errors(space):
+    with pytest.raises(UserError):
+        sweep.sample_trials(space, 2, seed=0)
+
+
+def test_group_by_shape_splits_only_on_shape_keys():
+    trials = [
+        {"optim.learning_rate": 0.1, "train.seed": 1, "model.hidden": [64]},
+        {"optim.learning_rate": 0.2, "train.seed": 2, "model.hidden": [128]},
+        {"optim.learning_rate": 0.3, "train.seed": 3, "model.hidden": [64]},
+        {"optim.learning_rate": 0.3, "train.seed": 3, "model.hidden": [64], "model.dropout": 0.1},
+    ]
+    assert sweep.group_by_shape(trials) == [[0, 2], [1], [3]]
+
+
+def _model(dropout):
+    cfg = mlp.MLPConfig(
+        input_dim=6, num_classes=3, hidden=(8,), activation="tanh", dropout=dropout, dtype="float64"
+    )
+    return mlp.make(cfg)
+
+
+def _factory(learning_rate, l2):
+    return optax.chain(optax.add_decayed_weights(l2), transforms.adam(learning_rate))
+
+
+def _assert_matches_fit(result, j, model, train, valid, lr, l2, seed, epochs, patience):
+    params, state, history = loop.fit(
+        model,
+        _factory(lr, l2),
+        train,
+        epochs=epochs,
+        batch_size=16,
+        key=jax.random.PRNGKey(seed),
+        valid=valid,
+        patience=patience,
+    )
+    got = result.histories[j]
+    assert (got.best_epoch, got.stopped_early) == (history.best_epoch, history.stopped_early)
+    assert len(got.epochs) == len(history.epochs)
+    for a, b in zip(got.epochs, history.epochs, strict=True):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-10, err_msg=key)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(sweep.trial_slice((result.params, result.state), j)),
+        jax.tree_util.tree_leaves((params, state)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_alone():
+    model, train, valid = _model(dropout=0.1), _data(96, 0), _data(48, 1)
+    # The fourth trial's NaN learning rate makes its first epoch's loss NaN.
+    lrs, l2s, seeds = [0.05, 0.003, 0.0002, float("nan")], [0.0, 1e-3, 1e-2, 0.0], [3, 4, 3, 5]
+    epochs, patience = 4, 2
+    result = sweep.train_vmapped(
+        model,
+        _factory,
+        train,
+        hparams={"learning_rate": lrs, "l2": l2s},
+        seeds=seeds,
+        epochs=epochs,
+        batch_size=16,
+        valid=valid,
+        patience=patience,
+    )
+    assert result.diverged == [None, None, None, 1]
+    for j in range(3):
+        _assert_matches_fit(
+            result, j, model, train, valid, lrs[j], l2s[j], seeds[j], epochs, patience
+        )
+    assert result.histories[3].epochs == []
+    initial = model.init(jax.random.split(jax.random.PRNGKey(seeds[3]))[0])
+    stuck = sweep.trial_slice((result.params, result.state), 3)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(stuck), jax.tree_util.tree_leaves(initial), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_traced_optimizer_matches_build_optimizer():
+    optim_cfg = config_lib.OptimConfig(
+        name="momentum",
+        learning_rate=0.05,
+        schedule={"kind": "step_decay", "step_size": 2, "factor": 0.5},
+        clip_global_norm=1.0,
+        l1=1e-3,
+        l2=1e-2,
+        options={"mu": 0.8},
+    )
+    reference = runner.make_optimizer(optim_cfg)
+    params = {"W": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(3)}
+    traced = sweep._traced_optimizer(optim_cfg, frozenset({"l1", "l2"}), params)
+    grads = [
+        jax.tree_util.tree_map(lambda p, i=i: jnp.cos(p * (i + 1)) * 3, params) for i in range(4)
+    ]
+
+    @jax.jit
+    def run(lr, l1, l2):
+        opt = traced(learning_rate=lr, l1=l1, l2=l2)
+        p, s, out = params, opt.init(params), []
+        for g in grads:
+            u, s = opt.update(g, s, p)
+            p = optax.apply_updates(p, u)
+            out.append(p)
+        return out
+
+    p, s = params, reference.init(params)
+    expected = []
+    for g in grads:
+        u, s = reference.update(g, s, p)
+        p = optax.apply_updates(p, u)
+        expected.append(p)
+    got = run(jnp.asarray(0.05), jnp.asarray(1e-3), jnp.asarray(1e-2))
+    for a, b in zip(
+        jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+CONFIG = """
+name = "tiny"
+[data]
+name = "xor"
+num_examples = 240
+val_fraction = 0.25
+[model]
+kind = "mlp"
+hidden = [8]
+activation = "tanh"
+[optim]
+name = "adam"
+[train]
+epochs = 3
+batch_size = 20
+"""
+
+
+def test_run_sweep_writes_ranked_trials_that_match_single_runs(tmp_path):
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(CONFIG)
+    space_path = tmp_path / "space.toml"
+    space_path.write_text(
+        '"train.seed" = {int = [0, 100]}\n'
+        "[optim]\nlearning_rate = {log_uniform = [1e-3, 1e-1]}\nl2 = {log_uniform = [1e-5, 1e-2]}\n"
+        "[model]\nhidden = {choice = [[8], [12]]}\n"
+    )
+    space = sweep.load_space(space_path)
+    assert set(space) == {"optim.learning_rate", "optim.l2", "train.seed", "model.hidden"}
+    rows = sweep.run_sweep(config_path, 5, tmp_path / "out", space=space, seed=1)
+
+    lines = (tmp_path / "out" / "trials.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["trial"] for line in lines) == list(range(5))
+    assert len({r["group"] for r in rows}) == len({tuple(r["model.hidden"]) for r in rows})
+    accuracies = [r["val_accuracy"] for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    table = (tmp_path / "out" / "sweep.md").read_text().splitlines()
+    assert [int(line.split("|")[2]) for line in table[6:]] == [r["trial"] for r in rows]
+
+    # A trial equals one plain run of the config with its values, on the config's data split.
+    row = rows[0]
+    overrides = [
+        f"optim.learning_rate={row['optim.learning_rate']!r}",
+        f"optim.l2={row['optim.l2']!r}",
+        f"model.hidden={json.dumps(row['model.hidden'])}",
+    ]
+    cfg = config_lib.load_config(config_path, overrides)
+    setup = classify.build(cfg)
+    params_shape, _ = jax.eval_shape(setup.model.init, jax.random.PRNGKey(0))
+    _, _, history = loop.fit(
+        setup.model,
+        runner.make_optimizer(cfg.optim, params_shape),
+        setup.train,
+        epochs=3,
+        batch_size=20,
+        key=jax.random.PRNGKey(row["train.seed"]),
+        valid=setup.valid,
+        evaluate=setup.evaluate,
+    )
+    assert row["best_epoch"] == history.best_epoch
+    best = history.epochs[history.best_epoch - 1]
+    assert math.isclose(row["val_loss"], best["val_loss"], rel_tol=1e-5)
+    assert row["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
+
+
+def test_run_sweep_needs_a_validation_split(tmp_path):
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(CONFIG.replace("val_fraction = 0.25", "val_fraction = 0.0"))
+    with pytest.raises(UserError, match="val_fraction"):
+        sweep.run_sweep(config_path, 2, tmp_path / "out")
