@@ -1,0 +1,150 @@
+"""Data parallelism with ``jax.sharding``: the batch is split over a mesh axis "data", the params
+are replicated, and the compiler inserts the all-reduce of the gradients.
+
+The loss is a mean over the global batch, so the gradient of each replica's shard, summed over the
+devices by the all-reduce, is the global batch's gradient: one step on N devices equals one step on
+one device up to the order of the float additions. Nothing here knows about the model: the epoch is
+``loop.make_epoch``'s, run on a model whose batches are constrained to the "data" sharding.
+
+Running on a multi-GPU node / a TPU pod slice
+---------------------------------------------
+One process sees all GPUs of one node; nothing else is needed::
+
+    mesh = make_mesh()                       # every visible device on the "data" axis
+    epoch = make_parallel_epoch(model, optimizer, grads="manual", batch_size=256, mesh=mesh)
+
+Several nodes: start one process per node (or per GPU), each with the same program, and call
+``init_distributed`` before any other JAX call. With two 8-GPU nodes, on node 0 and node 1::
+
+    python train.py --coordinator 10.0.0.1:12355 --num-processes 2 --process-id 0
+    python train.py --coordinator 10.0.0.1:12355 --num-processes 2 --process-id 1
+
+where ``train.py`` calls ``init_distributed(args.coordinator, args.num_processes,
+args.process_id)`` and then ``make_mesh()`` builds the 16-device mesh (``jax.devices()`` is global
+after initialization). Under Slurm or Open MPI the three values are detected:
+``jax.distributed.initialize()`` with no arguments. On a Cloud TPU pod slice run the same script on
+every host (``gcloud compute tpus tpu-vm ssh NAME --worker=all --command="python train.py"``);
+``jax.distributed.initialize()`` finds the coordinator itself. Every process must hold the same
+data and call the epoch with the same arguments (the permutation is computed from the same key on
+each). On CPU the collectives are gloo's over TCP (``jax_cpu_collectives_implementation="gloo"``,
+set by ``init_distributed``); the tests run two such processes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lecturenn.errors import UserError
+from lecturenn.models.base import Model
+from lecturenn.train import loop
+
+DATA_AXIS = "data"
+
+
+def init_distributed(
+    coordinator: str, num_processes: int, process_id: int, *, timeout_s: int = 120
+) -> None:
+    """Join a multi-process JAX run (call before any other JAX call in the process).
+
+    ``coordinator`` is "host:port" of process 0, which serves the rendezvous; every process gets
+    the same ``num_processes`` and its own ``process_id`` in 0..num_processes-1. CPU processes
+    talk through gloo collectives. ``timeout_s`` bounds the wait for the other processes.
+    """
+    if not 0 <= process_id < num_processes:
+        raise UserError(f"process_id must be in 0..{num_processes - 1}, got {process_id}")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+        initialization_timeout=timeout_s,
+    )
+
+
+def make_mesh(num_devices: int | None = None, devices=None) -> Mesh:
+    """A one-axis mesh named "data" over the first ``num_devices`` devices (all by default)."""
+    devices = list(jax.devices() if devices is None else devices)
+    num_devices = len(devices) if num_devices is None else num_devices
+    if not 1 <= num_devices <= len(devices):
+        raise UserError(
+            f"asked for {num_devices} devices but {len(devices)} are visible; on CPU set "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N before starting Python"
+        )
+    return Mesh(np.array(devices[:num_devices]), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (example) axis split over "data", other axes whole."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def shard_batch(batch, mesh: Mesh):
+    """Place each array of ``batch`` with its leading axis split over the devices of ``mesh``."""
+    return jax.device_put(batch, batch_sharding(mesh))
+
+
+def replicate(tree, mesh: Mesh):
+    """Place a whole copy of each leaf of ``tree`` (params, optimizer state, data) on every
+    device of ``mesh``."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def shard_model(model: Model, mesh: Mesh) -> Model:
+    """The same model, with every training batch constrained to the "data" sharding.
+
+    Inside jit this is what makes the step data-parallel: each device computes the forward and
+    backward of its shard, and the mean over the global batch becomes an all-reduce.
+    """
+    sharding = batch_sharding(mesh)
+
+    def constrain(batch):
+        return jax.lax.with_sharding_constraint(batch, sharding)
+
+    def loss(params, state, batch, key):
+        return model.loss(params, state, constrain(batch), key)
+
+    def manual_value_and_grad(params, state, batch, key):
+        return model.manual_value_and_grad(params, state, constrain(batch), key)
+
+    return model._replace(loss=loss, manual_value_and_grad=manual_value_and_grad)
+
+
+def make_parallel_epoch(
+    model: Model,
+    optimizer,
+    *,
+    grads: str = "manual",
+    batch_size: int,
+    mesh: Mesh,
+    driver: str = "scan",
+) -> Callable:
+    """``loop.make_epoch`` with batches split over ``mesh``'s "data" axis and params replicated.
+
+    epoch(params, state, opt_state, data, key) -> (params, state, opt_state, loss, aux means), the
+    same signature and the same result (up to float reduction order) as the one-device epoch.
+    Inputs are placed replicated on the mesh (a no-op when they already are); every device then
+    gathers only its own rows of each batch from its copy of the data.
+    """
+    num_devices = mesh.devices.size
+    if batch_size % num_devices:
+        raise UserError(
+            f"train.batch_size={batch_size} must be divisible by the number of devices "
+            f"({num_devices}) so that each gets an equal shard"
+        )
+    inner = loop.make_epoch(
+        shard_model(model, mesh), optimizer, grads=grads, batch_size=batch_size, driver=driver
+    )
+
+    def epoch(params, state, opt_state, data, key):
+        placed = replicate((params, state, opt_state, data, key), mesh)
+        return inner(*placed)
+
+    return epoch
