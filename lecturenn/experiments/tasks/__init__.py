@@ -7,6 +7,6 @@ config dataclasses, via experiments/schemas.py decorators) at import time and pr
 ``lecturenn run`` validates the config before anything heavy is imported.
 """
 
-from lecturenn.experiments.tasks import classify
+from lecturenn.experiments.tasks import classify, language
 
-TASKS = {"classify": classify}
+TASKS = {"classify": classify, "lm": language}
