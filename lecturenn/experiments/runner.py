@@ -128,7 +128,7 @@ def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool 
     if resume and checkpointer.has_checkpoint():
         # metrics.jsonl may hold lines of epochs after the checkpoint: keep the checkpoint's
         meta_path = checkpoint.latest_checkpoint(checkpointer.directory) / checkpoint.META
-        rows = json.loads(meta_path.read_text())["history"]["epochs"]
+        rows = json.loads(meta_path.read_text())["meta"]["history"]["epochs"]
         atomic_write_text(metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     else:
         atomic_write_text(metrics_path, "")

@@ -269,10 +269,10 @@ def load_checkpoint(
     with np.load(source, allow_pickle=False) as npz:
         for name, tree in like.items():
             saved = {key for key, record in records.items() if record["payload"] == name}
-            if not saved:
+            flat, treedef = tree_flatten_with_path(tree)
+            if not saved and flat:
                 names = sorted({record["payload"] for record in records.values()})
                 raise UserError(f"{source} has no {name!r}: it holds {names}")
-            flat, treedef = tree_flatten_with_path(tree)
             wanted = {name + keystr(path) for path, _ in flat}
             if saved - wanted:
                 raise UserError(

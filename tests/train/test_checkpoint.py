@@ -201,3 +201,11 @@ def test_latest_falls_back_to_the_highest_complete_step(tmp_path):
     assert latest_checkpoint(tmp_path) == tmp_path / "step_00000009"
     manifest = json.loads((tmp_path / "step_00000009" / "manifest.json").read_text())
     assert set(manifest["files"]) == {"arrays.npz", "meta.json"}
+
+
+def test_empty_subtrees_round_trip(tmp_path):
+    """A model without state ({}) saves no leaves for it and loads it back as {}."""
+    params = {"W": np.ones((2, 2), np.float32)}
+    checkpoint.save_checkpoint(tmp_path, {"params": params, "state": {}}, {"step": 1})
+    payload, _ = checkpoint.load_checkpoint(tmp_path, {"params": params, "state": {}})
+    assert payload["state"] == {} and np.array_equal(payload["params"]["W"], params["W"])

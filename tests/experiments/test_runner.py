@@ -1,0 +1,221 @@
+"""End-to-end runs: run folder contents, determinism, resume after SIGKILL, refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lecturenn.cli import main
+from lecturenn.experiments import config as config_lib
+from lecturenn.experiments.runner import run
+
+XOR = """name = "xor_test"
+[model]
+kind = "mlp"
+hidden = [8]
+activation = "tanh"
+[data]
+name = "xor"
+num_examples = 400
+[optim]
+name = "sgd"
+learning_rate = 0.2
+[train]
+epochs = {epochs}
+batch_size = 16
+"""
+
+
+def _config(tmp_path, epochs=6, extra="", name="xor.toml"):
+    path = tmp_path / name
+    path.write_text(XOR.format(epochs=epochs) + extra)
+    return path
+
+
+def _arrays(run_dir: Path) -> dict:
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    with np.load(run_dir / "checkpoints" / latest / "arrays.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_run_writes_the_run_folder(tmp_path):
+    out = tmp_path / "run"
+    summary = run(config_lib.load_config(_config(tmp_path)), out, quiet=True)
+    assert summary["test_accuracy"] > 0.9 and summary["epochs_run"] == 6
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved == summary and saved["train_seconds"] > 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"train_loss", "val_accuracy", "val_loss", "steps_per_s"} <= set(rows[0])
+    assert (out / "plots" / "loss.png").stat().st_size > 0
+    assert config_lib.load_config(out / "config.toml") == config_lib.load_config(_config(tmp_path))
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_same_config_and_seed_give_bit_identical_metrics(tmp_path):
+    cfg = config_lib.load_config(_config(tmp_path, epochs=3))
+    run(cfg, tmp_path / "a", quiet=True)
+    run(cfg, tmp_path / "b", quiet=True)
+    strip = [
+        {k: v for k, v in json.loads(line).items() if k not in ("seconds", "steps_per_s")}
+        for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    ]
+    again = [
+        {k: v for k, v in json.loads(line).items() if k not in ("seconds", "steps_per_s")}
+        for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert strip == again
+    a, b = _arrays(tmp_path / "a"), _arrays(tmp_path / "b")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    epochs = 150
+    path = _config(tmp_path, epochs=epochs)
+    reference = tmp_path / "reference"
+    run(config_lib.load_config(path), reference, quiet=True)
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "lecturenn.cli", "run", str(path), "--out", str(killed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    latest = killed / "checkpoints" / "latest"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if latest.exists() and int(latest.read_text().strip().split("_")[1]) >= 5:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed: make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    steps_done = int(latest.read_text().strip().split("_")[1])
+    assert steps_done < epochs
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "lecturenn.cli", "run", str(path), "--resume", str(killed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _arrays(reference), _arrays(killed)
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    rows = (killed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == list(range(1, epochs + 1))
+
+
+def test_a_second_run_into_a_used_folder_is_refused(tmp_path, capsys):
+    path = _config(tmp_path, epochs=1)
+    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (
+        main(
+            ["run", str(path), "--resume", str(tmp_path / "r"), "--set", "optim.learning_rate=0.3"]
+        )
+        == 2
+    )
+    assert "config differs" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_refused_with_its_file_named(tmp_path, capsys):
+    path = _config(tmp_path, epochs=2)
+    out = tmp_path / "r"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    arrays = latest / "arrays.npz"
+    arrays.write_bytes(arrays.read_bytes()[:-100])
+    longer = _config(tmp_path, epochs=3, name="longer.toml")
+    assert main(["run", str(longer), "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    # the config changed (epochs) is caught first; resume with the same config instead
+    assert "config differs" in err
+    assert main(["run", str(path), "--resume", str(out)]) == 2
+    assert "arrays.npz" in capsys.readouterr().err
+
+
+def test_nan_loss_exits_2_with_one_line_and_writes_no_summary(tmp_path, capsys):
+    path = _config(tmp_path, epochs=3)
+    out = tmp_path / "r"
+    code = main(["run", str(path), "--out", str(out), "--set", "train.input_noise=1e39"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "training loss became nan in epoch 1" in err and err.count("\n") == 0
+    assert not (out / "summary.json").exists()
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from lecturenn.models import mlp
+    from lecturenn.train import loop
+
+    model = mlp.make(mlp.MLPConfig(input_dim=2, num_classes=2, hidden=(4,)))
+    data = {"x": jnp.ones((32, 2)), "y": jnp.zeros(32, jnp.int32)}
+    real = loop.make_epoch(model, optax.sgd(0.1), batch_size=8)
+    calls = []
+
+    def epoch_fn(*args):
+        calls.append(1)
+        out = real(*args)
+        return (*out[:3], jnp.nan if len(calls) == 3 else out[3], out[4])
+
+    checkpointer = loop.Checkpointer(tmp_path / "ckpt")
+    with pytest.raises(loop.DivergedError, match="epoch 3.*last good checkpoint is kept"):
+        loop.fit(
+            model,
+            optax.sgd(0.1),
+            data,
+            epochs=5,
+            batch_size=8,
+            key=jax.random.PRNGKey(0),
+            epoch_fn=epoch_fn,
+            checkpointer=checkpointer,
+        )
+    assert (tmp_path / "ckpt" / "latest").read_text().strip() == "step_00000002"
+
+
+def test_halve_lr_on_plateau_halves_after_each_non_improving_epoch(tmp_path):
+    path = _config(tmp_path, epochs=8)
+    out = tmp_path / "r"
+    run(
+        config_lib.load_config(path, ["train.halve_lr_on_plateau=true", "train.monitor=loss"]),
+        out,
+        quiet=True,
+    )
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scale, best = 1.0, float("inf")
+    for row in rows:
+        assert row["lr_scale"] == scale
+        if row["val_loss"] < best:
+            best = row["val_loss"]
+        else:
+            scale /= 2
+    assert any(r["lr_scale"] < 1 for r in rows) or all(
+        b["val_loss"] < a["val_loss"] for a, b in zip(rows, rows[1:])
+    )
+
+
+@pytest.mark.parametrize("driver", ["scan", "loop"])
+def test_diagnostics_are_logged_and_plotted(tmp_path, driver):
+    out = tmp_path / "r"
+    run(
+        config_lib.load_config(
+            _config(tmp_path, epochs=2), ["train.diagnostics=true", f"train.driver={driver}"]
+        ),
+        out,
+        quiet=True,
+    )
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert set(row["grad_norms"]) == {"['layers'][0]['W']", "['layers'][1]['W']"}
+    assert len(row["saturation"]) == 1 and 0 <= row["saturation"][0] <= 1
+    assert (out / "plots" / "grad_norms.png").exists()
+    assert (out / "plots" / "activations.png").exists()
