@@ -200,7 +200,7 @@ def test_halve_lr_on_plateau_halves_after_each_non_improving_epoch(tmp_path):
         else:
             scale /= 2
     assert any(r["lr_scale"] < 1 for r in rows) or all(
-        b["val_loss"] < a["val_loss"] for a, b in zip(rows, rows[1:])
+        b["val_loss"] < a["val_loss"] for a, b in zip(rows, rows[1:], strict=False)
     )
 
 
