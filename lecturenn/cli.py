@@ -1,4 +1,4 @@
-"""Command line: ``lecturenn run | gradcheck | data``.
+"""Command line: ``lecturenn run | gradcheck | report | data``.
 
 User errors (config, data, paths, checkpoints) end with one line on stderr and exit status 2.
 """
@@ -98,6 +98,13 @@ def _cmd_data(args) -> int:
     return 1 if bad else 0
 
 
+def _cmd_report(args) -> int:
+    from lecturenn.experiments.report import report
+
+    print(report(args.runs, args.plot, args.metric))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lecturenn import gradcheck
 
@@ -139,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_gradcheck)
+
+    p = sub.add_parser("report", help="compare run folders: table and curves")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--plot", default="report.png", help="comparison plot path ('' for none)")
+    p.add_argument("--metric", help="metric to plot, e.g. val_accuracy (default: first common)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("data", help="list, fetch or verify the named datasets")
     p.add_argument("action", choices=["list", "fetch", "verify"])

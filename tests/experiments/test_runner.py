@@ -219,3 +219,30 @@ def test_diagnostics_are_logged_and_plotted(tmp_path, driver):
     assert len(row["saturation"]) == 1 and 0 <= row["saturation"][0] <= 1
     assert (out / "plots" / "grad_norms.png").exists()
     assert (out / "plots" / "activations.png").exists()
+
+
+def test_report_compares_runs_in_a_table_and_a_plot(tmp_path, capsys):
+    for name, lr in (("slow", "0.01"), ("fast", "0.3")):
+        assert (
+            main(
+                [
+                    "run",
+                    str(_config(tmp_path, epochs=2)),
+                    "--out",
+                    str(tmp_path / name),
+                    "--quiet",
+                    "--set",
+                    f"optim.learning_rate={lr}",
+                ]
+            )
+            == 0
+        )
+    capsys.readouterr()
+    plot = tmp_path / "cmp.png"
+    assert (
+        main(["report", str(tmp_path / "slow"), str(tmp_path / "fast"), "--plot", str(plot)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "| slow |" in out and "| fast |" in out and "test_accuracy" in out
+    assert plot.stat().st_size > 0
+    assert main(["report", str(tmp_path)]) == 2
