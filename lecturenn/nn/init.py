@@ -129,6 +129,12 @@ def orthogonal(key: Array, shape: Shape, dtype=jnp.float32, gain: float = 1.0) -
             f"the orthogonal initializer needs a matrix (2 or more axes) but got shape {shape}; "
             "use zeros or constant for biases"
         )
+    return _orthogonal(key, shape, jnp.dtype(dtype), gain)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _orthogonal(key: Array, shape: tuple[int, ...], dtype, gain: float) -> Array:
+    # One compiled program instead of one per eager op: initialization runs once per weight.
     rows, cols = math.prod(shape[:-1]), shape[-1]
     # QR in at least float32 (no half-precision QR); float64 stays float64.
     compute_dtype = jnp.promote_types(dtype, jnp.float32)

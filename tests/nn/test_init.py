@@ -6,8 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from lecturenn.errors import UserError
 from lecturenn.nn import init
@@ -98,13 +96,13 @@ def test_identity_is_scaled_eye_and_rejects_non_square():
         init.identity(KEY, (3, 4))
 
 
-@settings(max_examples=6, deadline=None)
-@given(shape=st.sampled_from([(7, 3), (3, 7), (5, 5), (1, 4)]), seed=st.integers(0, 2**31 - 1))
-def test_orthogonal_rows_or_columns_are_orthonormal(shape, seed):
+@pytest.mark.parametrize("shape", [(7, 3), (3, 7), (6, 6)])
+def test_orthogonal_rows_or_columns_are_orthonormal(shape):
     rows, cols = shape
-    w = np.asarray(init.orthogonal(jax.random.key(seed), shape, jnp.float64))
-    gram = w.T @ w if rows >= cols else w @ w.T
-    np.testing.assert_allclose(gram, np.eye(min(rows, cols)), atol=1e-12)
+    for seed in range(3):
+        w = np.asarray(init.orthogonal(jax.random.key(seed), shape, jnp.float64))
+        gram = w.T @ w if rows >= cols else w @ w.T
+        np.testing.assert_allclose(gram, np.eye(min(rows, cols)), atol=1e-12)
 
 
 def test_orthogonal_conv_kernel_and_gain():
