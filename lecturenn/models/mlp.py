@@ -30,6 +30,7 @@ class MLPConfig:
     dropout: float = 0.0
     batchnorm: bool = False
     init: str = "glorot_uniform"
+    init_options: dict = field(default_factory=dict)  # e.g. {"std": 1.0} for init = "normal"
     bn_momentum: float = 0.9
     dtype: str = "float32"
     output_bias: tuple[float, ...] | None = field(default=None)
@@ -59,7 +60,7 @@ def make(cfg: MLPConfig) -> Model:
     acts = cfg.activations()
     sizes = (cfg.input_dim, *cfg.hidden, cfg.num_classes)
     dtype = jnp.dtype(cfg.dtype)
-    initializer = get_initializer(cfg.init)
+    initializer = get_initializer(cfg.init, **cfg.init_options)
     if not 0.0 <= cfg.dropout < 1.0:
         raise UserError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
 

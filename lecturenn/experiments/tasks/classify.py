@@ -22,6 +22,7 @@ class MLPModel:
     dropout: float = 0.0
     batchnorm: bool = False
     init: str = "glorot_uniform"
+    init_options: dict = field(default_factory=dict)
     output_bias_from_frequencies: bool = False
 
 
