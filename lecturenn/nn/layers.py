@@ -187,19 +187,18 @@ def batchnorm_forward(
 def batchnorm_backward(params: Params, cache: BatchNormCache, dy: Array) -> tuple[Params, Array]:
     """∂γ = Σ δy ∘ x̂, ∂β = Σ δy, and in training (μ and σ depend on x)
 
-    δx = (γ/σ)/n · (n·δx̂ - Σ δx̂ - x̂ ∘ Σ δx̂ ∘ x̂),  δx̂ = δy ∘ γ
+    δx = (γ/σ)/n · (n·δy - Σ δy - x̂ ∘ Σ δy ∘ x̂) = (γ/σ)/n · (n·δy - ∂β - x̂ ∘ ∂γ)
 
-    (Ioffe & Szegedy 2015, §3, collapsed to one line), sums over the n rows of each feature. In
-    evaluation μ and σ are constants, so δx = δy ∘ γ/σ.
+    (Ioffe & Szegedy 2015, §3, collapsed to one line; σ = √(σ²_B + ε)), sums over the n rows of
+    each feature; the two sums are ∂β and ∂γ, so they are computed once. In evaluation μ and σ
+    are constants, so δx = δy ∘ γ/σ.
     """
     x_hat, inv_std, train = cache
     axes = tuple(range(dy.ndim - 1))
-    dparams = {"gamma": jnp.sum(dy * x_hat, axis=axes), "beta": jnp.sum(dy, axis=axes)}
-    dx_hat = dy * params["gamma"]
+    dgamma, dbeta = jnp.sum(dy * x_hat, axis=axes), jnp.sum(dy, axis=axes)
+    scale = params["gamma"] * inv_std
     if not train:
-        return dparams, dx_hat * inv_std
+        return {"gamma": dgamma, "beta": dbeta}, dy * scale
     n = dy.size // dy.shape[-1]
-    dx = (inv_std / n) * (
-        n * dx_hat - jnp.sum(dx_hat, axis=axes) - x_hat * jnp.sum(dx_hat * x_hat, axis=axes)
-    )
-    return dparams, dx
+    dx = (scale / n) * (n * dy - dbeta - x_hat * dgamma)
+    return {"gamma": dgamma, "beta": dbeta}, dx
