@@ -125,6 +125,7 @@ def make_parallel_epoch(
     batch_size: int,
     mesh: Mesh,
     driver: str = "scan",
+    augment: Callable | None = None,
 ) -> Callable:
     """``loop.make_epoch`` with batches split over ``mesh``'s "data" axis and params replicated.
 
@@ -140,11 +141,26 @@ def make_parallel_epoch(
             f"({num_devices}) so that each gets an equal shard"
         )
     inner = loop.make_epoch(
-        shard_model(model, mesh), optimizer, grads=grads, batch_size=batch_size, driver=driver
+        shard_model(model, mesh),
+        optimizer,
+        grads=grads,
+        batch_size=batch_size,
+        driver=driver,
+        augment=augment,
     )
 
+    placed_data: dict = {"source": [], "placed": None}
+
     def epoch(params, state, opt_state, data, key):
-        placed = replicate((params, state, opt_state, data, key), mesh)
-        return inner(*placed)
+        # ``fit`` passes the same training set every epoch: copy it to the devices only once.
+        leaves = jax.tree_util.tree_leaves(data)
+        source = placed_data["source"]
+        same = len(source) == len(leaves) and all(
+            a is b for a, b in zip(source, leaves, strict=True)
+        )
+        if not same:
+            placed_data.update(source=leaves, placed=replicate(data, mesh))
+        params, state, opt_state, key = replicate((params, state, opt_state, key), mesh)
+        return inner(params, state, opt_state, placed_data["placed"], key)
 
     return epoch

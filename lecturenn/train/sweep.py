@@ -19,7 +19,7 @@ import json
 import math
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ def train_vmapped(
     data: dict,
     *,
     hparams: dict[str, Any],
-    seeds,
+    seeds: Sequence[int],
     epochs: int,
     batch_size: int,
     grads: str = "manual",
@@ -265,7 +265,7 @@ def trial_slice(tree, i: int):
     return jax.tree_util.tree_map(lambda a: a[i], tree)
 
 
-# --- a sweep of a classify config ---------------------------------------------------------------
+# --- a sweep of a config ---------------------------------------------------------------------
 
 
 def load_space(path) -> dict:

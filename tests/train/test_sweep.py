@@ -13,6 +13,7 @@ from lecturenn.experiments import runner
 from lecturenn.experiments.tasks import classify
 from lecturenn.models import mlp
 from lecturenn.optim import transforms
+from lecturenn.optim.schedules import inject_lr_scale
 from lecturenn.train import loop, sweep
 
 SPACE = {
@@ -80,7 +81,9 @@ def _model(dropout):
 
 
 def _factory(learning_rate, l2):
-    return optax.chain(optax.add_decayed_weights(l2), transforms.adam(learning_rate))
+    return optax.chain(
+        optax.add_decayed_weights(l2), inject_lr_scale(transforms.adam(learning_rate))
+    )
 
 
 def _assert_matches_fit(result, j, model, train, valid, lr, l2, seed, epochs, patience):
@@ -93,12 +96,13 @@ def _assert_matches_fit(result, j, model, train, valid, lr, l2, seed, epochs, pa
         key=jax.random.PRNGKey(seed),
         valid=valid,
         patience=patience,
+        halve_lr_on_plateau=True,
     )
     got = result.histories[j]
     assert (got.best_epoch, got.stopped_early) == (history.best_epoch, history.stopped_early)
     assert len(got.epochs) == len(history.epochs)
     for a, b in zip(got.epochs, history.epochs, strict=True):
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr_scale"):
             np.testing.assert_allclose(a[key], b[key], rtol=1e-10, err_msg=key)
     for a, b in zip(
         jax.tree_util.tree_leaves(sweep.trial_slice((result.params, result.state), j)),
@@ -123,6 +127,7 @@ def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_al
         batch_size=16,
         valid=valid,
         patience=patience,
+        halve_lr_on_plateau=True,
     )
     assert result.diverged == [None, None, None, 1]
     for j in range(3):
@@ -130,6 +135,7 @@ def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_al
             result, j, model, train, valid, lrs[j], l2s[j], seeds[j], epochs, patience
         )
     assert result.histories[3].epochs == []
+    assert any(row["lr_scale"] < 1 for h in result.histories for row in h.epochs)
     initial = model.init(jax.random.split(jax.random.PRNGKey(seeds[3]))[0])
     stuck = sweep.trial_slice((result.params, result.state), 3)
     for a, b in zip(
