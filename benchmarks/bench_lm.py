@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 import jax
 import numpy as np
-from timing import machine, time_calls, write_json
+from timing import block, machine, time_calls, write_json
 
 from lecturenn.models import rnn_lm
 from lecturenn.optim.build import build_optimizer
@@ -24,22 +25,24 @@ from lecturenn.train.step import make_step
 VOCAB, EMBED, HIDDEN, LAYERS, BATCH, STEPS = 10_000, 200, 200, 2, 20, 20
 
 
-def jax_steps() -> dict:
+def jax_steps(
+    hidden: int = HIDDEN, steps: int = STEPS, dropout: float = 0.0, grads=("manual", "autodiff")
+) -> dict:
     cfg = rnn_lm.RNNLMConfig(
-        vocab_size=VOCAB, embed_dim=EMBED, hidden_dim=HIDDEN, num_layers=LAYERS
+        vocab_size=VOCAB, embed_dim=hidden, hidden_dim=hidden, num_layers=LAYERS, dropout=dropout
     )
     model = rnn_lm.make(cfg)
     params, _ = model.init(jax.random.PRNGKey(0))
     optimizer = build_optimizer("sgd", 1.0, clip_global_norm=5.0)
     opt_state = optimizer.init(params)
-    ids = np.random.default_rng(0).integers(0, VOCAB, (BATCH, STEPS + 1))
+    ids = np.random.default_rng(0).integers(0, VOCAB, (BATCH, steps + 1))
     batch = {"x": jax.numpy.asarray(ids[:, :-1]), "y": jax.numpy.asarray(ids[:, 1:])}
     state = rnn_lm.zero_state(cfg, BATCH)
     key = jax.random.PRNGKey(1)
     calls = {}
-    for grads in ("manual", "autodiff"):
-        step = make_step(model, optimizer, grads)
-        calls[f"lecturenn_{grads}"] = lambda s=step: s(params, state, opt_state, batch, key)
+    for g in grads:
+        step = make_step(model, optimizer, g)
+        calls[f"lecturenn_{g}"] = lambda s=step: s(params, state, opt_state, batch, key)
     return calls
 
 
@@ -82,6 +85,16 @@ def torch_step():
     return step, torch.__version__
 
 
+def cpu_seconds(fn, number: int) -> float:
+    """Process CPU seconds per call (all threads): less sensitive to other jobs than wall time."""
+    block(fn())
+    start = time.process_time()
+    for _ in range(number):
+        out = fn()
+    block(out)
+    return (time.process_time() - start) / number
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -95,13 +108,33 @@ def main() -> None:
         print("torch is not installed: timing lecturenn only")
     load_before = os.getloadavg()
     seconds = time_calls(calls, repeats=args.repeats, number=args.number)
+    cpu = {name: cpu_seconds(fn, args.number) for name, fn in calls.items()}
     load_after = os.getloadavg()
     tokens = BATCH * STEPS
     rows = {
-        name: {"ms_per_step": 1e3 * s, "tokens_per_s": tokens / s} for name, s in seconds.items()
+        name: {
+            "ms_per_step": 1e3 * s,
+            "tokens_per_s": tokens / s,
+            "cpu_ms_per_step": 1e3 * cpu[name],
+        }
+        for name, s in seconds.items()
+    }
+    # Zaremba medium (2×650, 35 steps, dropout 0.5): the step time behind its run-time estimate
+    medium_calls = jax_steps(hidden=650, steps=35, dropout=0.5, grads=("manual",))
+    medium = time_calls(medium_calls, repeats=max(args.repeats // 2, 1), number=3)
+    medium_s = medium["lecturenn_manual"]
+    windows = (929_589 // BATCH - 1) // 35  # PTB train tokens -> windows of 20 × 35
+    rows["medium_2x650_T35_manual"] = {
+        "ms_per_step": 1e3 * medium_s,
+        "tokens_per_s": BATCH * 35 / medium_s,
+        "cpu_ms_per_step": 1e3 * cpu_seconds(medium_calls["lecturenn_manual"], 3),
+        "estimated_39_epochs_hours": 39 * windows * medium_s / 3600,
     }
     for name, row in rows.items():
-        print(f"{name:20s} {row['ms_per_step']:8.1f} ms/step {row['tokens_per_s']:8.0f} tokens/s")
+        print(
+            f"{name:24s} {row['ms_per_step']:8.1f} ms/step {row['tokens_per_s']:8.0f} tokens/s "
+            f"{row['cpu_ms_per_step']:8.1f} CPU ms/step"
+        )
     ratios = {
         "manual_over_autodiff_time": seconds["lecturenn_manual"] / seconds["lecturenn_autodiff"]
     }
