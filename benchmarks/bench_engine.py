@@ -7,7 +7,8 @@ devices vs 1.
     jitted steps vs the ``lax.scan`` epoch (goal ≥ 5×).
 (b) 16 random-search trials (learning rate, L2, seed) as one vmapped program vs 16 separate runs
     (goal ≥ 3×), both per epoch once compiled and end to end (``train_vmapped`` vs 16 ``loop.fit``,
-    compilation included).
+    compilation included). Also timed: the trials' first-layer matmuls as the one batched
+    dot_general that vmap makes vs 16 separate dots, which bounds the per-epoch gain on XLA CPU.
 (c) one epoch on 8 emulated CPU devices vs 1 device (``make_parallel_epoch``), in a child process
     started with XLA_FLAGS=--xla_force_host_platform_device_count=8. Report only: the 8 "devices"
     share this machine's cores, so this measures the overhead of sharding, not a speed-up.
@@ -149,6 +150,31 @@ def vmap_vs_sequential(data: dict, repeats: int, epochs: int) -> dict:
     }
 
 
+def batched_vs_separate_matmuls(repeats: int) -> dict:
+    """What limits (b) on XLA CPU: vmap turns each layer's matmul into one batched dot_general
+    over the trials; this times the first layer's 16 products (32×64 · 64×128) both ways, 200 per
+    call inside a fori_loop so that dispatch does not count."""
+    a = jnp.full((NUM_TRIALS, BATCH_SIZE, 64), 0.01, jnp.float32)
+    b = jnp.full((NUM_TRIALS, 64, 128), 0.01, jnp.float32)
+
+    def repeated(product):
+        def body(i, acc):
+            return acc + product(a * (1 + i * 1e-6), b)
+
+        zeros = jnp.zeros((NUM_TRIALS, BATCH_SIZE, 128), jnp.float32)
+        return jax.jit(lambda: jax.lax.fori_loop(0, 200, body, zeros))
+
+    fns = {
+        "batched": repeated(jax.vmap(jnp.matmul)),
+        "separate": repeated(lambda a, b: jnp.stack([a[i] @ b[i] for i in range(NUM_TRIALS)])),
+    }
+    seconds = time_calls(fns, repeats=repeats, number=2)
+    return {
+        "batched_dot_us_per_16_matmuls": seconds["batched"] / 200 * 1e6,
+        "separate_dots_us_per_16_matmuls": seconds["separate"] / 200 * 1e6,
+    }
+
+
 def devices_child(repeats: int) -> dict:
     """Runs inside the 8-device child: one epoch on 8 devices vs the plain epoch on device 0."""
     from lecturenn.train import parallel
@@ -219,6 +245,13 @@ def main() -> None:
         f"{b['vmap_over_sequential_per_epoch']:.2f}x per epoch, "
         f"{b['vmap_over_sequential_end_to_end']:.2f}x end to end over {args.epochs} epochs "
         f"with compilation (goal >= 3x)"
+    )
+    dots = batched_vs_separate_matmuls(args.repeats)
+    b.update(dots)
+    print(
+        f"    XLA CPU: 16 matmuls 32x64.64x128 as one batched dot "
+        f"{dots['batched_dot_us_per_16_matmuls']:.0f} us vs separately "
+        f"{dots['separate_dots_us_per_16_matmuls']:.0f} us"
     )
     c = eight_vs_one(args.repeats)
     print(

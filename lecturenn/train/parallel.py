@@ -8,26 +8,41 @@ one device up to the order of the float additions. Nothing here knows about the 
 
 Running on a multi-GPU node / a TPU pod slice
 ---------------------------------------------
-One process sees all GPUs of one node; nothing else is needed::
+The epoch plugs into ``loop.fit`` through ``epoch_fn``. A complete script, ``train_dp.py``::
 
-    mesh = make_mesh()                       # every visible device on the "data" axis
-    epoch = make_parallel_epoch(model, optimizer, grads="manual", batch_size=256, mesh=mesh)
+    import sys
+    from lecturenn.train import parallel
+    args = sys.argv[1:]                         # several hosts: before any other JAX call
+    if args == ["auto"]:                        # Cloud TPU, Slurm, Open MPI: detected
+        parallel.init_distributed()
+    elif args:                                  # COORDINATOR NUM_PROCESSES PROCESS_ID
+        parallel.init_distributed(args[0], int(args[1]), int(args[2]))
+    import jax
+    from lecturenn.models import mlp
+    from lecturenn.optim.build import build_optimizer
+    from lecturenn.train import loop
+    model = mlp.make(mlp.MLPConfig(input_dim=64, num_classes=10, hidden=(512,)))
+    optimizer = build_optimizer("adam", 1e-3)
+    train = ...                                 # the same {"x", "y"} arrays on every host
+    mesh = parallel.make_mesh()                 # every device of every process, axis "data"
+    epoch = parallel.make_parallel_epoch(model, optimizer, batch_size=256, mesh=mesh)
+    params, state, history = loop.fit(model, optimizer, train, epochs=10, batch_size=256,
+                                      key=jax.random.PRNGKey(0), epoch_fn=epoch)
 
-Several nodes: start one process per node (or per GPU), each with the same program, and call
-``init_distributed`` before any other JAX call. With two 8-GPU nodes, on node 0 and node 1::
+- One node with 8 GPUs (one process sees them all): ``python train_dp.py``.
+- Two 8-GPU nodes (16 devices; node 0 at 10.0.0.1 serves the rendezvous on port 12355):
+  ``python train_dp.py 10.0.0.1:12355 2 0`` on node 0 and ``python train_dp.py 10.0.0.1:12355
+  2 1`` on node 1. Under Slurm or Open MPI the three values come from the environment:
+  ``srun --nodes=2 --ntasks-per-node=1 python train_dp.py auto``.
+- A Cloud TPU pod slice, the same script on every host (the coordinator is found
+  automatically): ``gcloud compute tpus tpu-vm ssh NAME --zone=ZONE --worker=all
+  --command="python train_dp.py auto"``.
 
-    python train.py --coordinator 10.0.0.1:12355 --num-processes 2 --process-id 0
-    python train.py --coordinator 10.0.0.1:12355 --num-processes 2 --process-id 1
-
-where ``train.py`` calls ``init_distributed(args.coordinator, args.num_processes,
-args.process_id)`` and then ``make_mesh()`` builds the 16-device mesh (``jax.devices()`` is global
-after initialization). Under Slurm or Open MPI the three values are detected:
-``jax.distributed.initialize()`` with no arguments. On a Cloud TPU pod slice run the same script on
-every host (``gcloud compute tpus tpu-vm ssh NAME --worker=all --command="python train.py"``);
-``jax.distributed.initialize()`` finds the coordinator itself. Every process must hold the same
-data and call the epoch with the same arguments (the permutation is computed from the same key on
-each). On CPU the collectives are gloo's over TCP (``jax_cpu_collectives_implementation="gloo"``,
-set by ``init_distributed``); the tests run two such processes on 127.0.0.1.
+``batch_size`` is the global batch; it must divide by the number of devices. Every process must
+hold the same data and make the same calls (each computes the same permutation from the same key).
+On CPU the collectives are gloo's over TCP (set by ``init_distributed``); the tests run two such
+processes on 127.0.0.1, and ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` emulates eight
+devices in one process.
 """
 
 from __future__ import annotations
@@ -46,15 +61,23 @@ DATA_AXIS = "data"
 
 
 def init_distributed(
-    coordinator: str, num_processes: int, process_id: int, *, timeout_s: int = 120
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout_s: int = 120,
 ) -> None:
     """Join a multi-process JAX run (call before any other JAX call in the process).
 
     ``coordinator`` is "host:port" of process 0, which serves the rendezvous; every process gets
-    the same ``num_processes`` and its own ``process_id`` in 0..num_processes-1. CPU processes
-    talk through gloo collectives. ``timeout_s`` bounds the wait for the other processes.
+    the same ``num_processes`` and its own ``process_id`` in 0..num_processes-1. Left out (all
+    three), JAX detects them on Cloud TPU, Slurm and Open MPI. CPU processes talk through gloo
+    collectives. ``timeout_s`` bounds the wait for the other processes.
     """
-    if not 0 <= process_id < num_processes:
+    given = [v is not None for v in (coordinator, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise UserError("give coordinator, num_processes and process_id together, or none of them")
+    if all(given) and not 0 <= process_id < num_processes:
         raise UserError(f"process_id must be in 0..{num_processes - 1}, got {process_id}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(

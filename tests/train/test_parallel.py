@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from lecturenn.errors import UserError
-from lecturenn.train import loop, parallel
+from lecturenn.train import parallel
 
 WORKER = Path(__file__).with_name("_dist_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,9 @@ def test_eight_emulated_devices_equal_one_device():
     assert "divisible by the number of devices (8)" in out["indivisible_error"]
 
 
-def test_two_processes_with_gloo_equal_one_process():
+def test_two_processes_with_gloo_fit_like_one_process():
+    """Two processes joined by ``init_distributed``, one CPU device each, run ``loop.fit`` with
+    the data-parallel epoch (as parallel.py's script does) and end where one process ends."""
     port, count = _free_port(), 2
     procs = [
         subprocess.Popen(
@@ -102,12 +104,15 @@ def test_two_processes_with_gloo_equal_one_process():
     spec = importlib.util.spec_from_file_location("_dist_worker", WORKER)
     worker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker)
-    model, optimizer, params, state, data, key = worker.problem()
-    epoch = loop.make_epoch(model, optimizer, batch_size=worker.BATCH_SIZE)
-    expected = worker.host_leaves(epoch(params, state, optimizer.init(params), data, key))
+    model, optimizer, _, _, data, _ = worker.problem()
+    params, _, history = worker.fit_two_epochs(model, optimizer, data)
+    expected = worker.host_leaves(params)
 
     assert sorted(o["process_index"] for o in outputs) == list(range(count))
     for out in outputs:
         assert out["device_count"] == count * out["local_device_count"]
         # float64 over gloo: only the order of the gradient sums differs from one process.
-        _assert_trees_close(out["epoch"], expected, rtol=1e-10, atol=1e-12)
+        _assert_trees_close(out["params"], expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            out["train_loss"], [r["train_loss"] for r in history.epochs], rtol=1e-10
+        )
