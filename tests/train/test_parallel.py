@@ -55,6 +55,14 @@ def test_make_mesh_rejects_more_devices_than_visible():
     assert parallel.make_mesh(1).axis_names == ("data",)
 
 
+@pytest.mark.parametrize(
+    "args", [("127.0.0.1:1234", None, 0), (None, 2, None), ("127.0.0.1:1234", 2, 2)]
+)
+def test_init_distributed_rejects_incomplete_or_bad_arguments(args):
+    with pytest.raises(UserError):
+        parallel.init_distributed(*args)
+
+
 def test_eight_emulated_devices_equal_one_device():
     proc = subprocess.run(
         [sys.executable, str(WORKER), "devices"],
