@@ -1,4 +1,4 @@
-"""Command line: ``lecturenn run | gradcheck | report | data``.
+"""Command line: ``lecturenn run | sweep | report | gradcheck | data``.
 
 User errors (config, data, paths, checkpoints) end with one line on stderr and exit status 2.
 """
@@ -98,6 +98,27 @@ def _cmd_data(args) -> int:
     return 1 if bad else 0
 
 
+def _cmd_sweep(args) -> int:
+    from lecturenn.experiments import config as config_lib
+
+    cfg = config_lib.load_config(args.config, args.set)  # validate before the heavy imports
+    from lecturenn.train import sweep
+
+    space = sweep.load_space(args.space) if args.space else None
+    out = Path(args.out or Path("runs") / f"{cfg.name}_sweep")
+    rows = sweep.run_sweep(
+        args.config,
+        args.trials,
+        out,
+        space=space,
+        overrides=args.set,
+        seed=args.seed,
+        quiet=args.quiet,
+    )
+    print((out / "sweep.md").read_text() if (out / "sweep.md").exists() else rows)
+    return 0
+
+
 def _cmd_report(args) -> int:
     from lecturenn.experiments.report import report
 
@@ -146,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_gradcheck)
+
+    p = sub.add_parser("sweep", help="random search, trials of one shape trained as one vmap")
+    p.add_argument("config")
+    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--space", help="TOML search space (default: log-uniform lr and l2, seed)")
+    p.add_argument("--out", help="sweep folder (default runs/NAME_sweep)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trial sampler")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("report", help="compare run folders: table and curves")
     p.add_argument("runs", nargs="+", help="run folders")

@@ -246,3 +246,28 @@ def test_report_compares_runs_in_a_table_and_a_plot(tmp_path, capsys):
     assert "| slow |" in out and "| fast |" in out and "test_accuracy" in out
     assert plot.stat().st_size > 0
     assert main(["report", str(tmp_path)]) == 2
+
+
+def test_sweep_cli_ranks_trials_by_validation_metric(tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text('"optim.learning_rate" = {log_uniform = [0.01, 1.0]}\n')
+    out = tmp_path / "sweep"
+    assert (
+        main(
+            [
+                "sweep",
+                str(_config(tmp_path, epochs=2)),
+                "--trials",
+                "3",
+                "--space",
+                str(space),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    assert "learning_rate" in capsys.readouterr().out
