@@ -65,14 +65,13 @@ def check(model, state, batch, key):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(cell="lstm"),
         dict(cell="lstm", dropout=0.3, forget_bias=1.0),
         dict(cell="lstm", tie_weights=True, loss_reduction="mean", num_layers=1),
         dict(cell="tanh", dropout=0.3),
         dict(cell="irnn", num_layers=1),
         dict(cell="relu", tie_weights=True),
     ],
-    ids=["lstm", "lstm-dropout", "lstm-tied-mean", "tanh-dropout", "irnn", "relu-tied"],
+    ids=["lstm-dropout", "lstm-tied-mean", "tanh-dropout", "irnn", "relu-tied"],
 )
 def test_manual_grads_match_jax_grad_with_a_carried_nonzero_state(kw):
     cfg, model = make(**kw)
@@ -83,8 +82,12 @@ def test_empty_state_means_zero_carry():
     cfg, model = make(cell="lstm")
     params, _ = model.init(jax.random.PRNGKey(0))
     batch = batch_of(0)
-    a = model.loss(params, {}, batch, None)
-    b = model.loss(params, rnn_lm.zero_state(cfg, B), batch, None)
+    a, b = jax.jit(
+        lambda p: (
+            model.loss(p, {}, batch, None),
+            model.loss(p, rnn_lm.zero_state(cfg, B), batch, None),
+        )
+    )(params)
     assert float(a[0]) == float(b[0])
 
 
