@@ -9,6 +9,7 @@ import optax
 
 from lecturenn.errors import UserError
 from lecturenn.optim import clipping
+from lecturenn.optim._concrete import is_concrete
 from lecturenn.optim.regularize import add_l1, add_l2, scale_by_fan_in
 from lecturenn.optim.schedules import SCHEDULES, Schedule, get_schedule, inject_lr_scale
 from lecturenn.optim.transforms import get_optimizer
@@ -33,7 +34,7 @@ def _schedule_from(schedule: dict[str, Any], learning_rate: float) -> Schedule:
 
 
 def _check_positive(key: str, value: float | None) -> None:
-    if value is not None and not value > 0:
+    if is_concrete(value) and not value > 0:
         raise UserError(f"{key} must be > 0 (or left out to disable it), got {value!r}")
 
 
@@ -66,12 +67,12 @@ def build_optimizer(
                 "learning_rate or a schedule dict, not both"
             )
         learning_rate = _schedule_from(schedule, learning_rate)
-    elif not callable(learning_rate) and not learning_rate > 0:
+    elif is_concrete(learning_rate) and not learning_rate > 0:
         raise UserError(f"learning_rate must be > 0, got {learning_rate!r}")
     _check_positive("clip_global_norm", clip_global_norm)
     _check_positive("clip_elementwise", clip_elementwise)
     for key, value in (("l1", l1), ("l2", l2)):
-        if value < 0:
+        if is_concrete(value) and value < 0:
             raise UserError(f"{key} must be >= 0, got {value!r}")
     if fan_in_scaling and params is None:
         raise UserError("fan_in_scaling = true needs the model's params to read the fan-ins")
@@ -81,9 +82,10 @@ def build_optimizer(
         parts.append(clipping.clip_by_global_norm(clip_global_norm))
     if clip_elementwise is not None:
         parts.append(clipping.clip_elementwise(clip_elementwise))
-    if l2 > 0:
+    # a traced strength (a vmapped sweep over l2) always gets its term; a number only when > 0
+    if not is_concrete(l2) or l2 > 0:
         parts.append(add_l2(l2))
-    if l1 > 0:
+    if not is_concrete(l1) or l1 > 0:
         parts.append(add_l1(l1))
     optimizer = get_optimizer(name, learning_rate, **optimizer_kwargs)
     parts.append(inject_lr_scale(optimizer) if lr_scale else optimizer)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from lecturenn.errors import UserError
+from lecturenn.optim._concrete import is_concrete
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -19,7 +20,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
     The norm is taken over all leaves together, so the direction of the full gradient is kept.
     """
-    if not max_norm > 0:
+    if is_concrete(max_norm) and not max_norm > 0:
         raise UserError(f"clip_by_global_norm: max_norm must be > 0, got {max_norm!r}")
 
     def update(updates, state, params=None):
@@ -34,7 +35,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
 def clip_elementwise(threshold: float) -> optax.GradientTransformation:
     """Mikolov's clipping (CS224n slides): each component is clipped to [−threshold, threshold]."""
-    if not threshold > 0:
+    if is_concrete(threshold) and not threshold > 0:
         raise UserError(f"clip_elementwise: threshold must be > 0, got {threshold!r}")
 
     def update(updates, state, params=None):

@@ -14,6 +14,7 @@ import optax
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey
 
 from lecturenn.errors import UserError
+from lecturenn.optim._concrete import is_concrete
 
 # Bias and normalization names; everything else (W, Wx, Wh, E, kernels, transitions) is a weight.
 _NOT_WEIGHT = ("b", "bias", "beta", "gamma")
@@ -60,7 +61,7 @@ def add_l2(l2: float) -> optax.GradientTransformation:
     `l2_penalty` (λ/2 Σ‖W‖², CS224n). Before an adaptive optimizer this is L2, not decoupled
     weight decay.
     """
-    if l2 < 0:
+    if is_concrete(l2) and l2 < 0:
         raise UserError(f"add_l2: l2 must be >= 0, got {l2!r}")
 
     def update(updates, state, params=None):
@@ -79,7 +80,7 @@ def add_l1(l1: float) -> optax.GradientTransformation:
     """L1 on weights only: g ← g + λ·sign(θ) for weights (the subgradient of `l1_penalty`,
     taking 0 at θ = 0), biases unchanged.
     """
-    if l1 < 0:
+    if is_concrete(l1) and l1 < 0:
         raise UserError(f"add_l1: l1 must be >= 0, got {l1!r}")
 
     def update(updates, state, params=None):

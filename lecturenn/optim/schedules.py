@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from lecturenn.errors import UserError
+from lecturenn.optim._concrete import is_concrete
 
 Schedule = Callable[[jax.Array], jax.Array]
 
@@ -116,7 +117,7 @@ def get_schedule(kind: str, **kwargs: Any) -> Schedule:
     if missing:
         raise UserError(f"schedule {kind!r} needs option {missing[0]!r}")
     for key in _POSITIVE:
-        if key in kwargs and not kwargs[key] > 0:
+        if key in kwargs and is_concrete(kwargs[key]) and not kwargs[key] > 0:
             raise UserError(f"schedule {kind!r}: {key} must be > 0, got {kwargs[key]!r}")
     then = kwargs.get("then")
     if isinstance(then, dict):

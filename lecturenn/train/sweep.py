@@ -304,51 +304,16 @@ def load_space(path) -> dict:
 def _traced_optimizer(
     optim_cfg, swept: frozenset, params_shape
 ) -> Callable[..., optax.GradientTransformation]:
-    """``build_optimizer``'s chain, for traced ``learning_rate``, ``l1`` and ``l2``.
-
-    ``build_optimizer`` checks its arguments with Python comparisons that a traced scalar cannot
-    answer (``learning_rate > 0``; ``l2 > 0`` and ``l1 > 0`` decide whether add_l2 / add_l1 are
-    chained), and so do ``regularize.add_l1`` / ``add_l2`` (``l1 < 0``). ``run_sweep`` checks each
-    trial's values concretely through ``build_optimizer`` first; this builds the same chain, in
-    the same order, from the same parts: clip by global norm, clip elementwise, L2 then L1 on
-    weights, ``inject_lr_scale(optimizer(learning rate or schedule))``, fan-in scaling.
-    """
-    from lecturenn.optim import clipping
-    from lecturenn.optim.build import _schedule_from
-    from lecturenn.optim.regularize import is_weight, scale_by_fan_in
-    from lecturenn.optim.schedules import inject_lr_scale
-    from lecturenn.optim.transforms import get_optimizer
-
-    use_l2 = "l2" in swept or optim_cfg.l2 > 0
-    use_l1 = "l1" in swept or optim_cfg.l1 > 0
-
-    def penalty(l1, l2):
-        def add(path, g, p):
-            if is_weight(path) and use_l2:
-                g = g + jnp.asarray(l2, g.dtype) * p
-            if is_weight(path) and use_l1:
-                g = g + jnp.asarray(l1, g.dtype) * jnp.sign(p)
-            return g
-
-        def update(updates, state, params=None):
-            return jax.tree_util.tree_map_with_path(add, updates, params), state
-
-        return optax.GradientTransformation(optax.init_empty_state, update)
+    """The runner's optimizer (``build_optimizer``'s chain) with the swept ``learning_rate``,
+    ``l1``, ``l2`` given as traced scalars (the learning rate always; l1 and l2 when in ``swept``):
+    its range checks apply to concrete numbers only, and ``run_sweep`` has already checked each
+    trial's values concretely through it."""
+    from lecturenn.experiments.runner import make_optimizer
 
     def factory(learning_rate, l1, l2):
-        parts = []
-        if optim_cfg.clip_global_norm is not None:
-            parts.append(clipping.clip_by_global_norm(optim_cfg.clip_global_norm))
-        if optim_cfg.clip_elementwise is not None:
-            parts.append(clipping.clip_elementwise(optim_cfg.clip_elementwise))
-        parts.append(penalty(l1, l2))
-        if optim_cfg.schedule is not None:
-            learning_rate = _schedule_from(optim_cfg.schedule, learning_rate)
-        optimizer = get_optimizer(optim_cfg.name, learning_rate, **optim_cfg.options)
-        parts.append(inject_lr_scale(optimizer))
-        if optim_cfg.fan_in_scaling:
-            parts.append(scale_by_fan_in(params_shape))
-        return optax.chain(*parts)
+        traced = {"learning_rate": learning_rate}
+        traced.update({k: v for k, v in (("l1", l1), ("l2", l2)) if k in swept})
+        return make_optimizer(dataclasses.replace(optim_cfg, **traced), params_shape)
 
     return factory
 
