@@ -1,4 +1,4 @@
-"""Command line: ``lecturenn run | sweep | report | gradcheck | data``.
+"""Command line: ``lecturenn run | sweep | report | sample | gradcheck | data``.
 
 User errors (config, data, paths, checkpoints) end with one line on stderr and exit status 2.
 """
@@ -119,6 +119,13 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_sample(args) -> int:
+    from lecturenn.sample import sample_run
+
+    print(sample_run(args.run, args.prime, args.length, args.temperature, args.seed))
+    return 0
+
+
 def _cmd_report(args) -> int:
     from lecturenn.experiments.report import report
 
@@ -177,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("sample", help="sample text from a trained language-model run")
+    p.add_argument("run", help="run folder of a language model")
+    p.add_argument("--prime", default="", help='text to start from, e.g. "ROMEO:"')
+    p.add_argument("--length", type=int, default=500, help="tokens to sample")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("report", help="compare run folders: table and curves")
     p.add_argument("runs", nargs="+", help="run folders")
