@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments.report import read_run
 from lecturenn.experiments.runner import run
@@ -217,5 +218,9 @@ def main(experiments: dict[str, Callable[[Context], None]], argv: list[str] | No
     for name in names:
         print(f"{name}:", flush=True)
         command = shlex.join(["python", f"scripts/lecture_{name}.py", *options])
-        experiments[name](Context(args.runs_dir, args.docs_dir, command, overrides, args.quick))
+        try:
+            experiments[name](Context(args.runs_dir, args.docs_dir, command, overrides, args.quick))
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     return 0

@@ -88,16 +88,26 @@ def regularization(ctx: Context) -> None:
         and measured[n]["train"] - measured[n]["val"] < none["train"] - none["val"] - 0.005
     ]
     better = [n for n in measured if n != "none" and measured[n]["test"] > none["test"] + 0.005]
+    stopped = ""
+    if "early stopping" in results:
+        summary = results["early stopping"].summary
+        stopped = (
+            f" Early stopping ended the run after {summary['epochs_run']} of "
+            f"{cfg.train.epochs} epochs and kept epoch {summary['best_epoch']}."
+        )
     sections = [
         f"A {'-'.join(str(h) for h in cfg.model.hidden)} {cfg.model.activation} MLP "
-        f"({cfg.model.init} init) on {num_train(cfg)} digits training images (data.test_fraction = "
+        f"({cfg.model.init} init) on {num_train(cfg)} {cfg.data.name} training examples "
+        f"(data.test_fraction = "
         f"{cfg.data.test_fraction}, data.val_fraction = {cfg.data.val_fraction}), "
         f"{cfg.optim.name} lr {cfg.optim.learning_rate}, batch {cfg.train.batch_size}, up to "
         f"{cfg.train.epochs} epochs, seed {cfg.train.seed}. Accuracies are measured in eval "
         "mode (no dropout, no noise, batch-norm running statistics) on the last epoch's "
         "parameters — except for early stopping, which keeps the best-validation epoch's "
         "(the runner's summary always reports that epoch, so the others are read from the "
-        "run's last checkpoint). gap = train acc − val acc.",
+        "run's last checkpoint). gap = train acc − val acc. L2 adds λW to the weights' "
+        "gradient (biases are not penalized). One seed: a difference of a few validation "
+        "images is noise.",
         markdown_table(
             ["regularizer", "overrides", "epochs run", "train acc", "val acc", "gap", "test acc"],
             rows,
@@ -112,7 +122,7 @@ def regularization(ctx: Context) -> None:
         f"**What we saw.** Without regularization: train {fmt(none['train'])}, val "
         f"{fmt(none['val'])}, test {fmt(none['test'])}. A gap smaller by more than 0.005: "
         f"{', '.join(smaller) or 'none'}; test accuracy higher by more than 0.005: "
-        f"{', '.join(better) or 'none'}.",
+        f"{', '.join(better) or 'none'}.{stopped}",
     ]
     write_doc(ctx, "regularization", "Regularization", sections, ["regularization.png"])
 
