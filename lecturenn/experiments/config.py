@@ -49,6 +49,16 @@ class TrainConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Data parallelism (train/parallel.py): the batch is split over ``data`` devices, params
+    replicated. ``distributed = true`` calls jax.distributed.initialize() first (multi-host:
+    GPU clusters, TPU pod slices; coordinator and process ids come from the environment)."""
+
+    data: int = 1
+    distributed: bool = False
+
+
+@dataclass
 class Config:
     """A whole experiment. ``data`` and ``model`` are validated against the dataclass registered
     for ``data.name`` and ``model.kind`` (experiments/schemas.py), so each model and data set
@@ -59,6 +69,7 @@ class Config:
     model: Any = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
 
 def _type_name(tp) -> str:

@@ -111,6 +111,10 @@ def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool 
     _prepare_folder(cfg, out, resume)
     task = TASKS[schemas.task_of(cfg)]
 
+    if cfg.parallel.distributed:
+        from lecturenn.train.parallel import init_distributed
+
+        init_distributed()
     setup = task.build(cfg)
     params_shape, _ = jax.eval_shape(setup.model.init, jax.random.PRNGKey(0))
     optimizer = make_optimizer(cfg.optim, params_shape)
@@ -122,6 +126,26 @@ def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool 
             else [cfg.model.activation] * len(cfg.model.hidden)
         )
         diagnose, hidden_fn, diag_batch = make_diagnose(setup.model, setup.train, names)
+
+    epoch_fn = setup.epoch_fn
+    if cfg.parallel.data > 1 or cfg.parallel.distributed:
+        if epoch_fn is not None:
+            raise UserError(
+                f"parallel.data: the {schemas.task_of(cfg)} task trains with its own "
+                "epoch and does not support data parallelism yet; set parallel.data = 1"
+            )
+        from lecturenn.train import parallel
+
+        mesh = parallel.make_mesh(cfg.parallel.data if not cfg.parallel.distributed else None)
+        epoch_fn = parallel.make_parallel_epoch(
+            setup.model,
+            optimizer,
+            grads=cfg.train.grads,
+            batch_size=cfg.train.batch_size,
+            mesh=mesh,
+            driver=cfg.train.driver,
+            augment=setup.augment,
+        )
 
     metrics_path = out / "metrics.jsonl"
     checkpointer = loop.Checkpointer(out / "checkpoints")
@@ -158,7 +182,7 @@ def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool 
         patience=cfg.train.patience,
         halve_lr_on_plateau=cfg.train.halve_lr_on_plateau,
         augment=setup.augment,
-        epoch_fn=setup.epoch_fn,
+        epoch_fn=epoch_fn,
         on_epoch=on_epoch,
         checkpointer=checkpointer if cfg.train.checkpoint else None,
         diagnose=diagnose,

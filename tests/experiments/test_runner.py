@@ -271,3 +271,36 @@ def test_sweep_cli_ranks_trials_by_validation_metric(tmp_path, capsys):
     lines = (out / "trials.jsonl").read_text().splitlines()
     assert len(lines) == 3
     assert "learning_rate" in capsys.readouterr().out
+
+
+def test_parallel_data_config_runs_on_8_emulated_devices(tmp_path):
+    """`parallel.data = 8` in a config: same metrics as one device within float tolerance."""
+    path = _config(tmp_path, epochs=2)
+    script = (
+        "import json, sys\n"
+        "from lecturenn.experiments import config as c\n"
+        "from lecturenn.experiments.runner import run\n"
+        "cfg = c.load_config(sys.argv[1], sys.argv[3:])\n"
+        "print(json.dumps(run(cfg, sys.argv[2], quiet=True)))\n"
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    results = []
+    for n in (1, 8):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                script,
+                str(path),
+                str(tmp_path / f"d{n}"),
+                f"parallel.data={n}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert results[0]["val_loss"] == pytest.approx(results[1]["val_loss"], rel=1e-4)
+    assert results[0]["test_accuracy"] == pytest.approx(results[1]["test_accuracy"], abs=0.01)

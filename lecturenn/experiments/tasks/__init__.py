@@ -7,6 +7,6 @@ config dataclasses, via experiments/schemas.py decorators) at import time and pr
 ``lecturenn run`` validates the config before anything heavy is imported.
 """
 
-from lecturenn.experiments.tasks import adding, classify, language
+from lecturenn.experiments.tasks import adding, classify, language, tagging
 
-TASKS = {"classify": classify, "lm": language, "adding": adding}
+TASKS = {"classify": classify, "lm": language, "adding": adding, "tag": tagging}
