@@ -7,6 +7,15 @@ import os
 from pathlib import Path
 
 
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a rename inside ``folder`` durable (the directory entry itself is synced)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path.tmp``, fsync, then rename over ``path``."""
     path = Path(path)

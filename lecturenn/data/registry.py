@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lecturenn.errors import UserError
+from lecturenn.io import fsync_dir
 
 Digests = tuple[tuple[str, str], ...]
 Progress = Callable[[str, int, int | None], None]
@@ -296,14 +297,6 @@ def _check(digests: Digests, got: dict[str, str]) -> str | None:
     return f"expected {expected}, got {seen}"
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remote(url: str, base_url: str | None) -> str:
     """``url`` with scheme and host (and a path prefix) taken from ``base_url``, for mirrors."""
     if base_url is None:
@@ -387,7 +380,7 @@ def _fetch_file(
         if problem is not None:
             raise UserError(f"{file.path} downloaded from {url} does not match: {problem}")
         os.replace(temporary, destination)
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
     finally:
         for leftover in (temporary, archive):
             leftover.unlink(missing_ok=True)

@@ -34,18 +34,11 @@ import numpy as np
 from jax.tree_util import keystr, tree_flatten_with_path, tree_unflatten
 
 from lecturenn.errors import UserError
+from lecturenn.io import fsync_dir
 
 FORMAT = "lecturenn-checkpoint/1"
 ARRAYS, META, MANIFEST, LATEST = "arrays.npz", "meta.json", "manifest.json", "latest"
 _PARTIAL = ".partial"
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -150,16 +143,16 @@ def save_checkpoint(
         }
         manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
         _write_atomic(staging / MANIFEST, lambda out: out.write(manifest_bytes))
-        _fsync_dir(staging)
+        fsync_dir(staging)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _write_atomic(directory / LATEST, lambda out: out.write(final.name.encode() + b"\n"))
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
     steps = _complete_steps(directory)
     for _, old in steps[: max(len(steps) - keep, 0)]:
