@@ -150,12 +150,12 @@ def make(cfg: WindowTaggerConfig) -> Model:
         centre = draw(jax.random.split(key, num_sentences)).astype(word_windows.dtype)
         return jnp.stack([word_windows, word_windows.at[:, :, half].set(centre)])
 
-    def _forward(params, batch, key, train):
-        """Embeddings → window → hidden → scores; the leading axis is (true, corrupt) when the
-        max-margin negatives are on."""
+    def _forward(params, batch, key, train, negatives=corrupt):
+        """Embeddings → window → hidden → scores; with ``negatives`` (the max-margin loss with
+        corrupt windows) a leading axis holds (true, corrupt) windows. ``train``: dropout on."""
         k_corrupt, k_in, k_hidden = jax.random.split(key, 3)
         ids = {name: windows(batch[name], cfg.window_size, 0) for name in dims}
-        if corrupt and train:
+        if negatives:
             ids["words"] = _corrupt_words(ids["words"], k_corrupt)
             ids = {n: v if n == "words" else jnp.stack([v, v]) for n, v in ids.items()}
         vectors, caches = [], {}
@@ -170,7 +170,7 @@ def make(cfg: WindowTaggerConfig) -> Model:
         scores, caches["out"] = layers.affine_forward(params["out"], a)
         out = {"scores": scores, "caches": caches}
         if multitask:
-            true_a = a[0] if corrupt and train else a
+            true_a = a[0] if negatives else a
             out["pos_scores"], caches["pos_out"] = layers.affine_forward(params["pos_out"], true_a)
         return out
 
@@ -264,7 +264,7 @@ def make(cfg: WindowTaggerConfig) -> Model:
         """Tag ids (B, L): Viterbi paths under SLL, per-token arg max otherwise; padded
         positions get 0. ``head="pos"`` gives the POS head's arg max (multitask models)."""
         del state
-        out = _forward(params, inputs, jax.random.PRNGKey(0), False)
+        out = _forward(params, inputs, jax.random.PRNGKey(0), False, negatives=False)
         mask = jnp.asarray(inputs["mask"])
         if head == "pos":
             if not multitask:

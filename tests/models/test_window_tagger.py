@@ -102,14 +102,22 @@ def test_manual_grads_match_autodiff_with_multitask_and_dropout(overrides):
 
 
 def test_dropout_is_driven_by_the_key():
-    model = window_tagger.make(_config(scoring="softmax", dropout=0.5, input_dropout=0.3))
+    # max-margin: its evaluation loss still draws corrupt windows, from the key
+    model = window_tagger.make(_config(scoring="max_margin", dropout=0.5, input_dropout=0.3))
     params, state = model.init(jax.random.PRNGKey(0))
     batch = _batch(jax.random.PRNGKey(1))
     loss_of = jax.jit(model.loss, static_argnames="train")
     loss = [float(loss_of(params, state, batch, jax.random.PRNGKey(k))[0]) for k in (5, 5, 6)]
     assert loss[0] == loss[1] != loss[2]
     evaluation = [
-        float(loss_of(params, state, batch, jax.random.PRNGKey(k), train=False)[0]) for k in (5, 6)
+        float(loss_of(params, state, batch, jax.random.PRNGKey(k), train=False)[0])
+        for k in (5, 5, 6)
+    ]
+    assert evaluation[0] == evaluation[1] != evaluation[2]
+    tag_only = window_tagger.make(_config(scoring="max_margin", corrupt_negatives=False))
+    evaluation = [
+        float(tag_only.loss(params, state, batch, jax.random.PRNGKey(k), train=False)[0])
+        for k in (5, 6)
     ]
     assert evaluation[0] == evaluation[1]
 
