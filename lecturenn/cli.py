@@ -1,4 +1,4 @@
-"""Command line: ``lecturenn run | sweep | report | sample | gradcheck | data``.
+"""Command line: ``lecturenn run | sweep | report | eval | tag | sample | gradcheck | data``.
 
 User errors (config, data, paths, checkpoints) end with one line on stderr and exit status 2.
 """
@@ -126,6 +126,20 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _cmd_eval(args) -> int:
+    from lecturenn.experiments.tasks.tagging import evaluate_run
+
+    print(evaluate_run(args.run, args.split, args.predictions))
+    return 0
+
+
+def _cmd_tag(args) -> int:
+    from lecturenn.experiments.tasks.tagging import tag_text
+
+    print("\n".join(f"{token}\t{tag}" for token, tag in tag_text(args.run, args.text)))
+    return 0
+
+
 def _cmd_report(args) -> int:
     from lecturenn.experiments.report import report
 
@@ -184,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("eval", help="entity-level P/R/F1 of a trained tagger run (conlleval)")
+    p.add_argument("run", help="run folder of a window tagger")
+    p.add_argument("--split", default="test", help="train | valid | test")
+    p.add_argument("--predictions", help="also write conlleval input (token gold pred) here")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("tag", help="tag a sentence with a trained tagger run")
+    p.add_argument("run", help="run folder of a window tagger")
+    p.add_argument("text", help='e.g. "Museums in Paris are amazing"')
+    p.set_defaults(func=_cmd_tag)
 
     p = sub.add_parser("sample", help="sample text from a trained language-model run")
     p.add_argument("run", help="run folder of a language model")
