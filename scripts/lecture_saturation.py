@@ -46,16 +46,26 @@ def observations(act: str, results: dict[str, Result]) -> str:
     def listed(inits: list[str]) -> str:
         return ", ".join(f"{i} ({fmt(acc(i))})" for i in inits) or "no init"
 
+    clauses = []
     vanished = [i for i in results if ratio(i) < 1e-3]
+    if vanished:
+        clauses.append(f"‖∂J/∂W1‖ < ‖∂J/∂W_out‖ / 1000 after epoch 1 with {listed(vanished)}")
     exploded = [i for i in results if ratio(i) > 10]
+    if exploded:
+        clauses.append(f"‖∂J/∂W1‖ > 10 ‖∂J/∂W_out‖ with {listed(exploded)}")
     saturated = [i for i in results if mean(results[i].rows[0]["saturation"]) >= 0.5]
+    if saturated:
+        clauses.append(f"at least half of the hidden units saturated with {listed(saturated)}")
+    both = [i for i in saturated if i in exploded]
+    if both:
+        clauses.append(
+            f"so with {', '.join(both)} the units saturated and yet the gradient grew towards "
+            "the input: the large Wᵀ multiplies δ by more than the small f′ shrinks it, and "
+            "training is slow and noisy rather than stuck"
+        )
     best = max(results, key=acc)
-    return (
-        f"With {act}, after epoch 1 ‖∂J/∂W1‖ was below 1/1000 of ‖∂J/∂W_out‖ for "
-        f"{listed(vanished)} and above 10 times it for {listed(exploded)} (test accuracy in "
-        f"brackets); at least half of the hidden units were saturated for {listed(saturated)}; "
-        f"the best was {best} ({fmt(acc(best))})."
-    )
+    clauses.append(f"the best init was {best} ({fmt(acc(best))})")
+    return f"{act} (test accuracy in brackets): " + "; ".join(clauses) + "."
 
 
 def saturation(ctx: Context) -> None:
