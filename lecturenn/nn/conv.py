@@ -9,13 +9,16 @@ and backpropagation gives two more correlations:
 * ``∂L/∂x = full correlation of δ (dilated by the stride) with the kernel flipped in space and
   in/out channels swapped`` — the "transposed convolution".
 
-Two implementations, chosen by ``impl``:
+Two implementations, chosen by ``impl``; both compute ∂L/∂W as shifted matmuls:
 
+* ``"lax"`` (default) calls ``lax.conv_general_dilated`` for the forward and for δ-to-input
+  (flipped kernel, in/out swapped, lhs dilation for stride > 1). On XLA CPU these two are the
+  fastest choice both in a jitted step and inside ``lax.scan``. The filter gradient written as a
+  convolution (batch and channels swapped, which is what autodiff emits) is the piece that falls
+  into the REFERENCES.md trap: measured 10–150× slower inside ``lax.scan`` than outside, so it is
+  never used here.
 * ``"im2col"`` gathers the kh·kw shifted (strided) slices of the padded input and turns every
-  correlation into matmuls. It is the default: on XLA CPU it is as fast as ``lax.conv`` in a jitted
-  step and it does not slow down inside ``lax.scan`` the way ``lax.conv`` does (REFERENCES.md).
-* ``"lax"`` calls ``lax.conv_general_dilated`` for the forward, for δ-to-input (flipped kernel,
-  lhs dilation for stride > 1) and for the filter gradient (batch and channels swapped).
+  correlation into matmuls (a C_in = 1 correlation into fused multiply-adds).
 
 Caches are pytrees whose strides, sizes and paddings are static metadata, so a cache may cross a
 ``jax.jit`` or ``lax.scan`` boundary.
@@ -35,9 +38,6 @@ Padding = Literal["same", "valid"]
 Impl = Literal["im2col", "lax"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
-# The filter gradient as a convolution: the input's channels play the batch, its batch the
-# contracted feature, δ is the kernel (dilated by the stride); the output comes out HWIO.
-_FILTER_GRAD_DIMENSION_NUMBERS = ("CHWN", "IHWO", "HWNC")
 # Below this many input channels one concatenated (M × kh·kw·C_in) matrix beats kh·kw thin
 # per-shift products (REFERENCES.md: for C_in = 1 the 9-column im2col is the fast one).
 _CONCAT_MAX_CHANNELS = 8
@@ -89,6 +89,10 @@ def _correlate_im2col(xp: Array, W: Array, stride: int) -> Array:
     kh, kw, cin, cout = W.shape
     slices = _shifted_slices(xp, kh, kw, stride)
     n, ho, wo, _ = slices[0].shape
+    if cin == 1:
+        # A K = kh·kw matmul wastes the matrix unit; broadcast multiply-adds fuse into one loop.
+        Wk = W.reshape(kh * kw, cout)
+        return sum(s * Wk[k] for k, s in enumerate(slices))
     if cin <= _CONCAT_MAX_CHANNELS:
         cols = jnp.concatenate(slices, axis=-1).reshape(n * ho * wo, kh * kw * cin)
         y = cols @ W.reshape(kh * kw * cin, cout)
@@ -112,7 +116,7 @@ def _filter_grad_im2col(xp: Array, dy: Array, kh: int, kw: int, stride: int) -> 
 
 
 def conv2d_forward(
-    params: dict, x: Array, *, stride: int = 1, padding: Padding = "same", impl: Impl = "im2col"
+    params: dict, x: Array, *, stride: int = 1, padding: Padding = "same", impl: Impl = "lax"
 ) -> tuple[Array, Conv2dCache]:
     """CMU conv layer: z = x ⋆ W + b (cross-correlation, zero padding, stride s).
 
@@ -157,8 +161,8 @@ def conv2d_backward(params: dict, cache: Conv2dCache, dy: Array) -> tuple[dict, 
     )
     W_transposed = jnp.flip(W, (0, 1)).transpose(0, 1, 3, 2)
 
+    dW = _filter_grad_im2col(xp, dy, kh, kw, stride)
     if cache.impl == "im2col":
-        dW = _filter_grad_im2col(xp, dy, kh, kw, stride)
         dy_full = lax.pad(
             dy,
             jnp.zeros((), dy.dtype),
@@ -166,16 +170,6 @@ def conv2d_backward(params: dict, cache: Conv2dCache, dy: Array) -> tuple[dict, 
         )
         dx = _correlate_im2col(dy_full, W_transposed, 1)
     else:
-        # Rows and columns past the last window (stride > 1, "valid") get no gradient: drop them.
-        used = xp[:, : dilated_h + kh - 1, : dilated_w + kw - 1, :]
-        dW = lax.conv_general_dilated(
-            used,
-            dy,
-            (1, 1),
-            "VALID",
-            rhs_dilation=(stride, stride),
-            dimension_numbers=_FILTER_GRAD_DIMENSION_NUMBERS,
-        )
         dx = lax.conv_general_dilated(
             dy,
             W_transposed,
