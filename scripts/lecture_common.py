@@ -6,7 +6,6 @@ command line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import shlex
@@ -61,55 +60,10 @@ class Context:
         if folder.exists():
             shutil.rmtree(folder)  # this script's own output from an earlier invocation
         start = time.perf_counter()
-        with runner_workarounds(cfg.model.init_options):
-            run(cfg, folder, quiet=True)
+        run(cfg, folder, quiet=True)
         summary, rows = read_run(folder)
         print(f"  {experiment}/{variant}: {time.perf_counter() - start:.1f} s", flush=True)
         return Result(cfg, summary, rows, folder)
-
-
-@contextlib.contextmanager
-def runner_workarounds(init_options: dict):
-    """Two gaps in the runner's helpers, patched for the duration of one run.
-
-    1. tasks/classify.build_model builds ``mlp.MLPConfig`` without ``init_options``, so a config
-       with ``init = "normal"`` and ``init_options = {std = 1.0}`` stops with "needs the setting
-       std": an MLPConfig that arrives without options gets the config's.
-    2. diagnostics.histograms bins each layer over [min, max + 1e-12]; when a layer's activations
-       are (nearly) all equal, as after a constant or tiny init, numpy cannot make 40 finite bins
-       of that float32 range and the finished run dies before summary.json: such a layer gets a
-       range 1e-3 wide around its value.
-
-    Both patches do nothing once the runner's code handles these cases itself.
-    """
-    import numpy as np
-
-    from lecturenn.experiments import diagnostics
-    from lecturenn.models import mlp
-
-    original_make, original_histograms = mlp.make, diagnostics.histograms
-
-    def make(mlp_cfg):
-        if init_options and not mlp_cfg.init_options:
-            mlp_cfg = dataclasses.replace(mlp_cfg, init_options=dict(init_options))
-        return original_make(mlp_cfg)
-
-    def histograms(activations, bins=40, value_range=None):
-        out = []
-        for a in activations:
-            a = np.asarray(a, np.float64)
-            lo, hi = float(a.min()), float(a.max())
-            layer_range = value_range
-            if layer_range is None and hi - lo < 1e-6 * max(1.0, abs(hi)):
-                layer_range = (lo - 5e-4, lo + 5e-4)
-            out += original_histograms([a], bins, layer_range)
-        return out
-
-    mlp.make, diagnostics.histograms = make, histograms
-    try:
-        yield
-    finally:
-        mlp.make, diagnostics.histograms = original_make, original_histograms
 
 
 def num_train(cfg: config_lib.Config) -> int:

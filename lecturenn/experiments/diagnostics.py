@@ -51,8 +51,11 @@ def histograms(activations: list, bins: int = 40, value_range=None) -> list[dict
     """Per-layer histogram of activation values: {"edges", "counts"} lists for JSON."""
     out = []
     for a in activations:
-        a = np.asarray(a).ravel()
-        lo, hi = value_range or (float(a.min()), float(a.max()) + 1e-12)
+        a = np.asarray(a, np.float64).ravel()
+        lo, hi = value_range or (float(a.min()), float(a.max()))
+        if hi - lo < 1e-6 * max(1.0, abs(hi)):
+            # all units (nearly) equal, e.g. after a constant init: a narrow range around them
+            lo, hi = lo - 5e-4, lo + 5e-4
         counts, edges = np.histogram(a, bins=bins, range=(lo, hi))
         out.append({"edges": edges.tolist(), "counts": counts.tolist()})
     return out

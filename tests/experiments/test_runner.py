@@ -304,3 +304,26 @@ def test_parallel_data_config_runs_on_8_emulated_devices(tmp_path):
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert results[0]["val_loss"] == pytest.approx(results[1]["val_loss"], rel=1e-4)
     assert results[0]["test_accuracy"] == pytest.approx(results[1]["test_accuracy"], abs=0.01)
+
+
+def test_init_options_reach_the_initializer_and_constant_init_diagnostics_work(tmp_path):
+    """init = "constant" with init_options: every weight equal, so each layer's activations are
+    equal too, and the diagnostics' histograms still get a usable range."""
+    import jax
+
+    from lecturenn.experiments.tasks import classify
+
+    cfg = config_lib.load_config(
+        _config(tmp_path, epochs=1),
+        [
+            'model.init="constant"',
+            "model.init_options={value = 0.01}",
+            "train.diagnostics=true",
+            'model.activation="sigmoid"',
+        ],
+    )
+    params, _ = classify.build_model(cfg.model, 2, 2).init(jax.random.PRNGKey(0))
+    assert all(np.all(np.asarray(layer["W"]) == np.float32(0.01)) for layer in params["layers"])
+    out = tmp_path / "r"
+    run(cfg, out, quiet=True)
+    assert (out / "plots" / "activations.png").exists()

@@ -124,6 +124,7 @@ def build_model(cfg, input_dim: int, num_classes: int, class_counts=None):
             dropout=cfg.dropout,
             batchnorm=cfg.batchnorm,
             init=cfg.init,
+            init_options=dict(cfg.init_options),
             output_bias=bias,
         )
     )
