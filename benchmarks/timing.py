@@ -41,6 +41,7 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
+        "load_average_1_5_15min": list(os.getloadavg()),
         "devices": [str(d) for d in jax.devices()],
     }
 
