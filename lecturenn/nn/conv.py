@@ -11,14 +11,16 @@ and backpropagation gives two more correlations:
 
 Two implementations, chosen by ``impl``; both compute ∂L/∂W as shifted matmuls:
 
-* ``"lax"`` (default) calls ``lax.conv_general_dilated`` for the forward and for δ-to-input
-  (flipped kernel, in/out swapped, lhs dilation for stride > 1). On XLA CPU these two are the
-  fastest choice both in a jitted step and inside ``lax.scan``. The filter gradient written as a
-  convolution (batch and channels swapped, which is what autodiff emits) is the piece that falls
-  into the REFERENCES.md trap: measured 10–150× slower inside ``lax.scan`` than outside, so it is
-  never used here.
+* ``"lax"`` calls ``lax.conv_general_dilated`` for the forward and for δ-to-input (flipped
+  kernel, in/out swapped, lhs dilation for stride > 1). On XLA CPU these two are the fastest
+  choice for C_in > 1, both in a jitted step and inside ``lax.scan``. The filter gradient written
+  as a convolution (batch and channels swapped, which is what autodiff emits) is the piece that
+  falls into the REFERENCES.md trap: measured 10–150× slower inside ``lax.scan`` than outside, so
+  it is never used here.
 * ``"im2col"`` gathers the kh·kw shifted (strided) slices of the padded input and turns every
   correlation into matmuls (a C_in = 1 correlation into fused multiply-adds).
+* ``"auto"`` (default) takes ``"im2col"`` for C_in = 1 and ``"lax"`` otherwise: a whole
+  28×28×1→32 layer step measured 5× faster with im2col, a 14×14×32→64 one faster with lax.
 
 Caches are pytrees whose strides, sizes and paddings are static metadata, so a cache may cross a
 ``jax.jit`` or ``lax.scan`` boundary.
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 from jax import Array, lax
 
 Padding = Literal["same", "valid"]
-Impl = Literal["im2col", "lax"]
+Impl = Literal["auto", "im2col", "lax"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 # Below this many input channels one concatenated (M × kh·kw·C_in) matrix beats kh·kw thin
@@ -116,7 +118,7 @@ def _filter_grad_im2col(xp: Array, dy: Array, kh: int, kw: int, stride: int) -> 
 
 
 def conv2d_forward(
-    params: dict, x: Array, *, stride: int = 1, padding: Padding = "same", impl: Impl = "lax"
+    params: dict, x: Array, *, stride: int = 1, padding: Padding = "same", impl: Impl = "auto"
 ) -> tuple[Array, Conv2dCache]:
     """CMU conv layer: z = x ⋆ W + b (cross-correlation, zero padding, stride s).
 
@@ -129,6 +131,8 @@ def conv2d_forward(
     h, w = x.shape[1:3]
     pads = (_axis_padding(h, kh, stride, padding), _axis_padding(w, kw, stride, padding))
     xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    if impl == "auto":
+        impl = "im2col" if W.shape[2] == 1 else "lax"
     if impl == "im2col":
         y = _correlate_im2col(xp, W, stride)
     elif impl == "lax":
@@ -136,7 +140,7 @@ def conv2d_forward(
             xp, W, (stride, stride), "VALID", dimension_numbers=_DIMENSION_NUMBERS
         )
     else:
-        raise ValueError(f"impl must be 'im2col' or 'lax', got {impl!r}")
+        raise ValueError(f"impl must be 'auto', 'im2col' or 'lax', got {impl!r}")
     return y + b, Conv2dCache(xp, (h, w), stride, pads, impl)
 
 

@@ -132,6 +132,13 @@ def test_conv2d_cache_crosses_a_jit_boundary(impl):
     assert rel_err(dx, ref_dx) <= TOL
 
 
+def test_conv2d_auto_impl_is_im2col_for_one_input_channel_else_lax():
+    for cin, expected in [(1, "im2col"), (3, "lax")]:
+        W, b, x = random_conv_problem(0, (4, 4), (3, 3), cin, 2)
+        _, cache = jax.eval_shape(lambda W, b, x: conv2d_forward({"W": W, "b": b}, x), W, b, x)
+        assert cache.impl == expected
+
+
 def test_conv2d_rejects_unknown_padding_and_impl():
     W, b, x = random_conv_problem(0, (4, 4), (3, 3), 1, 1)
     with pytest.raises(ValueError, match="padding"):
