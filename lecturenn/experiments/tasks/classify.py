@@ -74,7 +74,7 @@ def load_splits(cfg, seed: int) -> dict:
     from lecturenn.data import preprocess, synthetic
 
     if cfg.name == "digits":
-        from lecturenn.data.digits import load_digits_split
+        from lecturenn.data.images import load_digits_split
 
         split = load_digits_split(test_fraction=cfg.test_fraction, seed=seed)
     else:
