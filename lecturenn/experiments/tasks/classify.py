@@ -1,4 +1,4 @@
-"""Classification task: MLP (and other classifiers) on digits, spirals, xor.
+"""Classification task: MLP and CNN classifiers on digits, Fashion-MNIST, spirals, xor.
 
 Registers the config schemas of its models and data sets; ``build(cfg)`` prepares device data, the
 model and the evaluation for the runner.
@@ -26,6 +26,32 @@ class MLPModel:
     output_bias_from_frequencies: bool = False
 
 
+@model("cnn")
+@dataclass
+class CNNModel:
+    TASK: ClassVar[str] = "classify"
+    kind: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    kernel: int = 3
+    dense: int = 128
+    dropout: float = 0.0
+    batchnorm: bool = False
+    init: str = "he_normal"
+
+
+@dataset("fashion-mnist")
+@dataclass
+class FashionMNISTData:
+    """Zalando's Fashion-MNIST (60k/10k 28×28 grey images) from $LECTURENN_DATA/fashion-mnist/."""
+
+    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
+    name: str = "fashion-mnist"
+    val_fraction: float = 0.1
+    preprocess: str = "none"
+    augment_flip: bool = False
+    augment_max_shift: int = 0
+
+
 @dataset("digits")
 @dataclass
 class DigitsData:
@@ -36,6 +62,8 @@ class DigitsData:
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     preprocess: str = "standardize"
+    augment_flip: bool = False
+    augment_max_shift: int = 0
 
 
 @dataset("spirals")
@@ -77,6 +105,10 @@ def load_splits(cfg, seed: int) -> dict:
         from lecturenn.data.images import load_digits_split
 
         split = load_digits_split(test_fraction=cfg.test_fraction, seed=seed)
+    elif cfg.name == "fashion-mnist":
+        from lecturenn.data.images import load_fashion_mnist
+
+        split = load_fashion_mnist()
     else:
         whole = (
             synthetic.spirals(cfg.num_per_class, cfg.num_classes, cfg.noise, seed)
@@ -106,12 +138,25 @@ def load_splits(cfg, seed: int) -> dict:
     return data
 
 
-def build_model(cfg, input_dim: int, num_classes: int, class_counts=None):
+def build_model(cfg, input_dim: int, num_classes: int, class_counts=None, input_shape=None):
     import numpy as np
 
-    from lecturenn.models import mlp
+    from lecturenn.models import cnn, mlp
     from lecturenn.nn.init import output_bias_from_frequencies
 
+    if cfg.kind == "cnn":
+        return cnn.make(
+            cnn.CNNConfig(
+                input_shape=tuple(input_shape),
+                num_classes=num_classes,
+                channels=tuple(cfg.channels),
+                kernel=cfg.kernel,
+                dense=cfg.dense,
+                dropout=cfg.dropout,
+                batchnorm=cfg.batchnorm,
+                init=cfg.init,
+            )
+        )
     bias = None
     if cfg.output_bias_from_frequencies and class_counts is not None:
         bias = tuple(float(b) for b in np.asarray(output_bias_from_frequencies(class_counts)))
@@ -133,7 +178,7 @@ def build_model(cfg, input_dim: int, num_classes: int, class_counts=None):
 def build(cfg):
     import numpy as np
 
-    from lecturenn.experiments.runner import Setup, input_noise
+    from lecturenn.experiments.runner import Setup
     from lecturenn.train import loop
 
     data = load_splits(cfg.data, cfg.train.seed)
@@ -142,7 +187,8 @@ def build(cfg):
     test = loop.to_device(data["test"])
     num_classes = int(max(data["train"]["y"].max(), data["test"]["y"].max())) + 1
     counts = np.bincount(data["train"]["y"], minlength=num_classes)
-    model_ = build_model(cfg.model, int(np.prod(train["x"].shape[1:])), num_classes, counts)
+    input_shape = train["x"].shape[1:]
+    model_ = build_model(cfg.model, int(np.prod(input_shape)), num_classes, counts, input_shape)
     evaluate = loop.make_evaluate(model_)
     return Setup(
         model=model_,
@@ -150,5 +196,26 @@ def build(cfg):
         valid=valid,
         evaluate=evaluate,
         splits={"val": valid, "test": test},
-        augment=input_noise(cfg.train.input_noise) if cfg.train.input_noise else None,
+        augment=_augmentation(cfg),
     )
+
+
+def _augmentation(cfg):
+    """Flips/translations of NHWC images (data.augment_*) and Gaussian input noise, composed."""
+    import jax
+
+    from lecturenn.data import images
+    from lecturenn.experiments.runner import input_noise
+
+    flip = getattr(cfg.data, "augment_flip", False)
+    shift = getattr(cfg.data, "augment_max_shift", 0)
+    noise = input_noise(cfg.train.input_noise) if cfg.train.input_noise else None
+    if not flip and not shift:
+        return noise
+
+    def augment(key, batch):
+        image_key, noise_key = jax.random.split(key)
+        batch = {**batch, "x": images.augment(image_key, batch["x"], flip, shift)}
+        return noise(noise_key, batch) if noise is not None else batch
+
+    return augment
