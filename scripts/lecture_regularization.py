@@ -18,7 +18,6 @@ from lecture_common import (
     markdown_table,
     num_train,
     plot_curves,
-    runner_workarounds,
     save,
     write_doc,
 )
@@ -43,8 +42,7 @@ def accuracies(result: Result, best: bool) -> dict[str, float]:
     from lecturenn.train.loop import Checkpointer
 
     cfg = result.cfg
-    with runner_workarounds(cfg.model.init_options):
-        setup = classify.build(cfg)
+    setup = classify.build(cfg)
     params, state = setup.model.init(jax.random.PRNGKey(0))
     opt_state = make_optimizer(cfg.optim, params).init(params)
     restored = Checkpointer(result.folder / "checkpoints").restore(
