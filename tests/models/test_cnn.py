@@ -23,6 +23,8 @@ def _assert_manual_equals_autodiff(cfg, seed=0):
     params, state = model.init(key)
     batch = _batch(jax.random.fold_in(key, 1), cfg.input_shape, k=cfg.num_classes)
     step_key = jax.random.fold_in(key, 2)
+    # eager on purpose: jax.jit(jax.grad) of the C_in = 1 im2col conv gave a conv-filter gradient
+    # 19% off both the eager jax.grad and the manual one on jax 0.10.2 / XLA CPU (see report)
     (loss_a, (state_a, _)), grads_a = jax.value_and_grad(model.loss, has_aux=True)(
         params, state, batch, step_key
     )
@@ -46,9 +48,8 @@ def _assert_manual_equals_autodiff(cfg, seed=0):
 @pytest.mark.parametrize(
     "shape,channels,dropout,batchnorm,impl",
     [
-        ((8, 8, 1), (3, 4), 0.0, False, "auto"),
-        ((8, 8, 2), (4, 3), 0.0, True, "auto"),
-        ((10, 10, 3), (2, 4), 0.4, False, "im2col"),
+        ((8, 8, 1), (3, 4), 0.4, False, "auto"),
+        ((8, 8, 2), (4, 3), 0.0, True, "im2col"),
         ((10, 10, 1), (3, 2), 0.3, True, "lax"),
     ],
 )
