@@ -201,3 +201,15 @@ def test_epoch_visits_every_sentence_once_in_batches_of_its_width():
     np.testing.assert_array_equal(params["count"][1:], lengths)
     # traced once per padded width: 8 (lengths ≤ 8), 16 and 32
     assert sorted(widths_seen) == [8, 16, 32]
+
+
+def test_file_scheme_is_read_from_how_entities_start():
+    def sentence(*tags):
+        return conll.Sentence(("w",) * len(tags), ("NN",) * len(tags), ("O",) * len(tags), tags)
+
+    iob1 = [sentence("I-PER", "I-PER", "O", "I-LOC"), sentence("I-LOC", "B-LOC")]
+    iob2 = [sentence("B-PER", "I-PER", "O", "B-LOC"), sentence("B-LOC", "B-LOC")]
+    assert tagging.file_scheme(iob1) == "iob1"
+    assert tagging.file_scheme(iob2) == "iob2"
+    # a stray I- after O (as in five sentences of this eng.train) does not flip the majority
+    assert tagging.file_scheme([*iob2, sentence("O", "I-MISC")]) == "iob2"

@@ -1,0 +1,200 @@
+"""Training tokens/s of the window tagger step (softmax and SLL): lecturenn's hand-written
+backprop, lecturenn with jax.grad, and the same network in PyTorch on the CPU, in one run.
+
+    python benchmarks/bench_ner.py            # writes benchmarks/results/ner.json
+
+The network is configs/ner_window.toml's: window 5 over 50-d words + 5-d caps + 10-d suffixes,
+300 hard-tanh units, dropout 0.5, 17 IOBES tags, a 20k-word vocabulary, Adam; a batch is B
+sentences padded to L positions, every position a real token. PyTorch runs with 2 threads (the
+machine's cores) and with 1 (on a loaded machine two OpenMP threads can run far slower than
+one), dense embedding gradients (as ours) and torch.optim.Adam; its SLL is the same forward
+algorithm (a loop over positions of logsumexp) differentiated by autograd. The ratios compare
+lecturenn with the faster of the two PyTorch settings.
+Goal (issue 9): lecturenn ≥ 1.0× PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from timing import machine, time_calls, write_json
+
+from lecturenn.models import window_tagger
+from lecturenn.optim.transforms import adam
+from lecturenn.train.step import make_step
+
+VOCAB, SUFFIXES, TAGS, CAPS = 20_000, 3_000, 17, 6
+WORD, CAP, SUFFIX, WINDOW, HIDDEN, DROPOUT = 50, 5, 10, 5, 300, 0.5
+
+
+def _batch(num_sentences: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = (num_sentences, length)
+    return {
+        "words": rng.integers(1, VOCAB, shape, dtype=np.int32),
+        "caps": rng.integers(1, CAPS, shape, dtype=np.int32),
+        "suffix": rng.integers(1, SUFFIXES, shape, dtype=np.int32),
+        "tags": rng.integers(0, TAGS, shape, dtype=np.int32),
+        "mask": np.ones(shape, np.float32),
+    }
+
+
+def lecturenn_steps(scoring: str, batch: dict) -> dict:
+    cfg = window_tagger.WindowTaggerConfig(
+        vocab_size=VOCAB,
+        num_tags=TAGS,
+        word_dim=WORD,
+        caps_dim=CAP,
+        suffix_vocab_size=SUFFIXES,
+        suffix_dim=SUFFIX,
+        window_size=WINDOW,
+        hidden=HIDDEN,
+        dropout=DROPOUT,
+        scoring=scoring,
+    )
+    model = window_tagger.make(cfg)
+    params, state = model.init(jax.random.PRNGKey(0))
+    optimizer = adam(1e-3)
+    opt_state = optimizer.init(params)
+    device_batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    fns = {}
+    for grads in ("manual", "autodiff"):
+        step = make_step(model, optimizer, grads)
+        carry = [params, state, opt_state, jax.random.PRNGKey(1)]
+
+        def run(step=step, carry=carry):
+            carry[3], key = jax.random.split(carry[3])
+            p, s, o, loss, _ = step(carry[0], carry[1], carry[2], device_batch, key)
+            carry[:3] = [p, s, o]
+            return loss
+
+        fns[f"lecturenn_{grads}"] = run
+    return fns
+
+
+def torch_step(scoring: str, batch: dict):
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    half = WINDOW // 2
+
+    class WindowTagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.words = nn.Embedding(VOCAB, WORD)
+            self.caps = nn.Embedding(CAPS, CAP)
+            self.suffix = nn.Embedding(SUFFIXES, SUFFIX)
+            self.hidden = nn.Linear(WINDOW * (WORD + CAP + SUFFIX), HIDDEN)
+            self.out = nn.Linear(HIDDEN, TAGS)
+            self.A = nn.Parameter(torch.zeros(TAGS, TAGS))
+            self.A0 = nn.Parameter(torch.zeros(TAGS))
+
+        def forward(self, words, caps, suffix):
+            def window(table, ids):
+                return table(F.pad(ids, (half, half)).unfold(1, WINDOW, 1))
+
+            x = torch.cat(
+                [window(self.words, words), window(self.caps, caps), window(self.suffix, suffix)],
+                dim=-1,
+            ).flatten(2)
+            a = F.dropout(F.hardtanh(self.hidden(x)), DROPOUT, self.training)
+            return self.out(a)
+
+    def sll_loss(f, A, A0, tags, mask):
+        """C&W eq. 15 with the forward algorithm of nn/sequence.py, for autograd."""
+        alpha = A0 + f[:, 0]
+        for t in range(1, f.shape[1]):
+            new = torch.logsumexp(alpha[:, :, None] + A[None], dim=1) + f[:, t]
+            alpha = torch.where(mask[:, t, None] > 0, new, alpha)
+        log_z = torch.logsumexp(alpha, dim=1)
+        emissions = f.gather(2, tags[..., None])[..., 0]
+        transitions = A[tags[:, :-1], tags[:, 1:]]
+        score = (
+            (emissions * mask).sum(1)
+            + (transitions * mask[:, 1:]).sum(1)
+            + A0[tags[:, 0]] * mask[:, 0]
+        )
+        return (log_z - score).mean()
+
+    model = WindowTagger()
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t = {k: torch.from_numpy(v) for k, v in batch.items()}
+    t["tags"] = t["tags"].long()
+
+    def run():
+        optimizer.zero_grad(set_to_none=True)
+        f = model(t["words"].long(), t["caps"].long(), t["suffix"].long())
+        if scoring == "sll":
+            loss = sll_loss(f, model.A, model.A0, t["tags"], t["mask"])
+        else:
+            loss = F.cross_entropy(f.reshape(-1, TAGS), t["tags"].reshape(-1))
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return run
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--number", type=int, default=10)
+    parser.add_argument("--note", default="", help="recorded in the JSON (e.g. machine load)")
+    args = parser.parse_args()
+    rows = []
+    for scoring in ("softmax", "sll"):
+        for num_sentences, length in ((16, 32), (64, 32)):
+            batch = _batch(num_sentences, length)
+            fns = lecturenn_steps(scoring, batch)
+            torch_run = torch_step(scoring, batch)
+            for threads in (2, 1):
+
+                def run(threads=threads, torch_run=torch_run):
+                    torch.set_num_threads(threads)
+                    return torch_run()
+
+                fns[f"pytorch_{threads}_threads"] = run
+            seconds = time_calls(fns, repeats=args.repeats, number=args.number)
+            seconds["pytorch"] = min(seconds["pytorch_2_threads"], seconds["pytorch_1_threads"])
+            tokens = num_sentences * length
+            row = {
+                "scoring": scoring,
+                "sentences": num_sentences,
+                "length": length,
+                **{f"{name}_tokens_per_s": tokens / s for name, s in seconds.items()},
+                **{f"{name}_ms_per_step": 1e3 * s for name, s in seconds.items()},
+            }
+            for name in ("lecturenn_manual", "lecturenn_autodiff"):
+                row[f"{name}_over_pytorch"] = seconds["pytorch"] / seconds[name]
+            rows.append(row)
+            print(
+                f"{scoring:7s} B{num_sentences}xL{length}: "
+                + "  ".join(f"{n} {tokens / s:9.0f} tok/s" for n, s in seconds.items())
+                + f"  manual/pytorch {row['lecturenn_manual_over_pytorch']:.2f}x"
+            )
+    path = write_json(
+        "ner",
+        {
+            "benchmark": "window_tagger_training_step",
+            "machine": {**machine(), "torch": torch.__version__},
+            "note": args.note,
+            "load_average_at_start": os.getloadavg(),
+            "goal_speedup_over_pytorch": 1.0,
+            "min_manual_over_pytorch": min(r["lecturenn_manual_over_pytorch"] for r in rows),
+            "rows": rows,
+        },
+    )
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
