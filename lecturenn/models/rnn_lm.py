@@ -50,7 +50,7 @@ class RNNLMConfig:
     num_layers: int = 2
     cell: str = "lstm"  # lstm | tanh | relu | irnn (ReLU units, W_h = I)
     dropout: float = 0.0
-    init: str = "uniform"  # LSTM: uniform (±init_scale, Zaremba) or glorot; RNN: see rnn_init
+    init: str = "uniform"  # uniform (±init_scale, Zaremba); LSTM: glorot; tanh/relu: default
     init_scale: float = 0.1  # U[±init_scale] for E, U and (init = "uniform") the LSTM
     forget_bias: float = 0.0
     tie_weights: bool = False
@@ -67,6 +67,12 @@ class RNNLMConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        inits = ("uniform", "glorot") if self.cell == "lstm" else ("uniform", "default")
+        if self.init not in inits:
+            raise UserError(
+                f"model.init for cell {self.cell!r} must be one of {', '.join(inits)}, "
+                f"got {self.init!r}"
+            )
         if self.num_layers < 1:
             raise UserError(f"model.num_layers must be >= 1, got {self.num_layers}")
         if self.tie_weights and self.embed_dim != self.hidden_dim:
@@ -106,7 +112,15 @@ def init(cfg: RNNLMConfig, key: jax.Array) -> tuple[dict, dict]:
             )
         else:
             kind = "irnn" if cfg.cell == "irnn" else "tanh"
-            cells.append(rec.rnn_init(k, input_dim, cfg.hidden_dim, kind=kind, dtype=dtype))
+            cell = rec.rnn_init(k, input_dim, cfg.hidden_dim, kind=kind, dtype=dtype)
+            if cfg.init == "uniform" and kind == "tanh":
+                # U[±init_scale] as for the LSTM: a small W_h (spectral radius ≈ init_scale·√H
+                # ·/√3 < 1) keeps the early gradients through time from exploding; the N(0, 1/H)
+                # default sits at radius ≈ 1 ("default" keeps it).
+                key_x, key_h = jax.random.split(k)
+                cell["Wx"] = jax.random.uniform(key_x, cell["Wx"].shape, dtype, -s, s)
+                cell["Wh"] = jax.random.uniform(key_h, cell["Wh"].shape, dtype, -s, s)
+            cells.append(cell)
     params["layers"] = cells
     out = {"b": jnp.zeros((cfg.vocab_size,), dtype)}
     if not cfg.tie_weights:

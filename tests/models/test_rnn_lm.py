@@ -67,7 +67,7 @@ def check(model, state, batch, key):
     [
         dict(cell="lstm", dropout=0.3, forget_bias=1.0),
         dict(cell="lstm", tie_weights=True, loss_reduction="mean", num_layers=1),
-        dict(cell="tanh", dropout=0.3),
+        dict(cell="tanh", dropout=0.3, init="default"),
         dict(cell="irnn", num_layers=1),
         dict(cell="relu", tie_weights=True),
     ],
@@ -164,3 +164,5 @@ def test_config_errors_name_the_key():
         make(tie_weights=True, embed_dim=4)
     with pytest.raises(UserError, match="model.cell"):
         make(cell="gru")
+    with pytest.raises(UserError, match="model.init"):
+        make(cell="lstm", init="default")
