@@ -47,6 +47,12 @@ SCORINGS = ("softmax", "max_margin", "sll")
 _FEATURES = ("words", "caps", "suffix")
 
 
+def table(feature: str) -> str:
+    """The params key of a feature's lookup table: "E_words", "E_caps", "E_suffix" (the "E*"
+    naming lets optim's fan-in scaling treat them as lookup tables, fan-in 1, as C&W do)."""
+    return f"E_{feature}"
+
+
 @dataclass(frozen=True)
 class WindowTaggerConfig:
     vocab_size: int
@@ -121,11 +127,11 @@ def make(cfg: WindowTaggerConfig) -> Model:
         names = ("hidden", "out", "pos_out", *_FEATURES)
         keys = dict(zip(names, jax.random.split(key, len(names)), strict=True))
         params = {
-            name: cfg.embedding_scale * jax.random.normal(keys[name], (rows[name], d), dtype)
+            table(name): cfg.embedding_scale * jax.random.normal(keys[name], (rows[name], d), dtype)
             for name, d in dims.items()
         }
         if cfg.pretrained is not None:
-            params["words"] = jnp.asarray(cfg.pretrained, dtype)
+            params[table("words")] = jnp.asarray(cfg.pretrained, dtype)
 
         def affine(k, m, n):
             return {"W": initializer(k, (m, n), dtype), "b": jnp.zeros((n,), dtype)}
@@ -160,7 +166,7 @@ def make(cfg: WindowTaggerConfig) -> Model:
             ids = {n: v if n == "words" else jnp.stack([v, v]) for n, v in ids.items()}
         vectors, caches = [], {}
         for name in dims:
-            vector, caches[name] = layers.embedding_forward(params[name], ids[name])
+            vector, caches[name] = layers.embedding_forward(params[table(name)], ids[name])
             vectors.append(vector)
         x, caches["window"] = layers.window_forward(jnp.concatenate(vectors, axis=-1))
         x, caches["input_dropout"] = layers.dropout_forward(x, cfg.input_dropout, k_in, train)
@@ -257,7 +263,9 @@ def make(cfg: WindowTaggerConfig) -> Model:
         dx = layers.window_backward(caches["window"], dx)
         offsets = np.cumsum([0, *dims.values()])
         for (name, _), start, stop in zip(dims.items(), offsets[:-1], offsets[1:], strict=True):
-            grads[name] = layers.embedding_backward(rows[name], caches[name], dx[..., start:stop])
+            grads[table(name)] = layers.embedding_backward(
+                rows[name], caches[name], dx[..., start:stop]
+            )
         return (value, (state, aux)), {name: grads[name] for name in params}
 
     def predict(params, state, inputs, head="ner"):

@@ -160,7 +160,7 @@ def test_glove_rows_initialise_the_word_table(small_data, monkeypatch):
     np.testing.assert_array_equal(matrix[vocabs.words.index["paris"]], np.full(8, 1.0))
     np.testing.assert_array_equal(matrix[vocabs.words.index["the"]], np.full(8, -0.5))
     params, _ = tagging.build_model(cfg.model, vocabs, matrix).init(jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(params["words"], matrix)
+    np.testing.assert_array_equal(params["E_words"], matrix)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

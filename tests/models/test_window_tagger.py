@@ -178,7 +178,7 @@ def _emissions(params, batch):
     """The window scores (L, K) of the one sentence of ``batch``, computed here from the
     parameters (window 3, hard tanh) rather than by the model's own forward code."""
     win = {n: conll.windows(batch[n], 3, 0) for n in ("words", "caps", "suffix")}
-    x = jnp.concatenate([params[n][win[n]] for n in ("words", "caps", "suffix")], -1)
+    x = jnp.concatenate([params["E_" + n][win[n]] for n in ("words", "caps", "suffix")], -1)
     x = x.reshape(x.shape[:2] + (-1,))
     a = jnp.clip(x @ params["hidden"]["W"] + params["hidden"]["b"], -1, 1)
     return np.asarray(a @ params["out"]["W"] + params["out"]["b"])[0]
@@ -187,7 +187,7 @@ def _emissions(params, batch):
 def test_pretrained_vectors_initialize_the_word_table():
     vectors = np.arange(VOCAB * 4, dtype=np.float64).reshape(VOCAB, 4)
     params, _ = window_tagger.make(_config(pretrained=vectors)).init(jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(params["words"], vectors)
+    np.testing.assert_array_equal(params["E_words"], vectors)
     with pytest.raises(UserError, match="word_dim"):
         window_tagger.make(_config(pretrained=vectors[:, :3]))
 
@@ -258,3 +258,13 @@ def _dev_f1(model, params, state, dev, dev_sents, tags):
         for row, g in zip(predicted, gold, strict=True)
     ]
     return entity_f1(gold, pred)["f1"]
+
+
+def test_lookup_tables_get_fan_in_one_under_collobert_scaling():
+    from lecturenn.optim.regularize import fan_in_scales
+
+    params, _ = window_tagger.make(_config(scoring="sll")).init(jax.random.PRNGKey(0))
+    scales = fan_in_scales(params)
+    assert [scales[f"E_{n}"] for n in ("words", "caps", "suffix")] == [1.0, 1.0, 1.0]
+    window_dim = 3 * (4 + 2 + 3)
+    assert scales["hidden"]["W"] == pytest.approx(1 / window_dim)
