@@ -72,9 +72,10 @@ def summaries(config: str) -> list[tuple[int, dict]]:
     found = []
     for folder in sorted(RUNS.glob(f"{config}_s*")):
         path = folder / "summary.json"
-        if path.exists():
-            found.append((int(folder.name.rsplit("_s", 1)[1]), json.loads(path.read_text())))
-    return found
+        seed = folder.name.removeprefix(f"{config}_s")
+        if seed.isdigit() and path.exists():  # not ner_window_softmax_s0 for ner_window
+            found.append((int(seed), json.loads(path.read_text())))
+    return sorted(found, key=lambda pair: pair[0])
 
 
 def mean_sd(values: list[float], digits: int = 2) -> str:
