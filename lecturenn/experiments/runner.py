@@ -91,7 +91,10 @@ def _prepare_folder(cfg, out: Path, resume: bool) -> None:
         previous = out / "config.toml"
         if not previous.exists():
             raise UserError(f"--resume {out}: no config.toml there; is it a run folder?")
-        if previous.read_text() != resolved:
+        # compare resolved configs, so a field added to the schema since (at its default) is
+        # not a difference
+        started = config_lib.dumps_toml(config_lib.to_dict(config_lib.load_config(previous)))
+        if started != resolved:
             raise UserError(
                 f"--resume {out}: the config differs from the one the run started "
                 "with (compare config.toml); resume with the same config and --set"

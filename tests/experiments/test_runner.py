@@ -124,6 +124,18 @@ def test_a_second_run_into_a_used_folder_is_refused(tmp_path, capsys):
     assert "config differs" in capsys.readouterr().err
 
 
+def test_resume_accepts_a_run_whose_config_predates_a_new_default_field(tmp_path):
+    path = _config(tmp_path, epochs=1)
+    out = tmp_path / "r"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    saved = out / "config.toml"
+    text = saved.read_text()
+    assert "[parallel]" in text
+    # a run folder written before the [parallel] section existed
+    saved.write_text(text.split("[parallel]")[0])
+    assert main(["run", str(path), "--resume", str(out), "--quiet"]) == 0
+
+
 def test_corrupt_checkpoint_is_refused_with_its_file_named(tmp_path, capsys):
     path = _config(tmp_path, epochs=2)
     out = tmp_path / "r"
