@@ -191,12 +191,14 @@ def conv2d_backward(params: dict, cache: Conv2dCache, dy: Array) -> tuple[dict, 
 
 
 @functools.partial(
-    jax.tree_util.register_dataclass, data_fields=["x", "y"], meta_fields=["size", "stride"]
+    jax.tree_util.register_dataclass,
+    data_fields=["argmax"],
+    meta_fields=["x_shape", "size", "stride"],
 )
 @dataclasses.dataclass(frozen=True)
 class PoolCache:
-    x: Array
-    y: Array
+    argmax: Array | None  # max pooling: window position (row-major) of each output's max
+    x_shape: tuple[int, ...]
     size: int
     stride: int
 
@@ -245,25 +247,32 @@ def _reduce_windows(x: Array, size: int, stride: int, combine) -> Array:
     return out
 
 
-def _first_max_masks(candidates: list[Array], y: Array) -> list[Array]:
-    """Per window position (row-major order): is this the first position equal to the max?"""
-    taken = jnp.zeros(y.shape, bool)
-    masks = []
-    for candidate in candidates:
-        mask = (candidate == y) & ~taken
-        taken = taken | mask
-        masks.append(mask)
-    return masks
+def _window_candidates(x: Array, size: int, stride: int) -> list[Array]:
+    """The size² inputs of every window, each (N, Ho, Wo, C), in row-major window order."""
+    if size == stride:
+        x6 = _tiles(x, size)
+        return [x6[:, :, i, :, j, :] for i in range(size) for j in range(size)]
+    return _shifted_slices(x, size, size, stride)
 
 
 def maxpool_forward(x: Array, *, size: int = 2, stride: int = 2) -> tuple[Array, PoolCache]:
-    """Max pooling over size×size windows with the given stride ("valid", NHWC)."""
+    """Max pooling over size×size windows with the given stride ("valid", NHWC).
+
+    The forward records which window position held the maximum (the first one in row-major order
+    on ties) as a small integer array. The backward reads that index instead of testing
+    ``x == max`` again: under jit XLA may recompute x in two fusions with different rounding
+    (batch norm's γ·x̂ + β, contracted to an FMA in one and not the other), and then no input
+    equals the recomputed max and the gradient silently vanishes.
+    """
     _pool_output_hw(x, size, stride)
-    if size == stride:
-        y = _tiles(x, size).max(axis=(2, 4))
-    else:
-        y = _reduce_windows(x, size, stride, jnp.maximum)
-    return y, PoolCache(x, y, size, stride)
+    candidates = _window_candidates(x, size, stride)
+    y = candidates[0]
+    argmax = jnp.zeros(y.shape, jnp.int8 if size * size < 128 else jnp.int32)
+    for k, candidate in enumerate(candidates[1:], start=1):
+        better = candidate > y  # strict: an earlier position keeps a tie
+        y = jnp.where(better, candidate, y)
+        argmax = jnp.where(better, jnp.asarray(k, argmax.dtype), argmax)
+    return y, PoolCache(argmax, tuple(x.shape), size, stride)
 
 
 def maxpool_backward(cache: PoolCache, dy: Array) -> Array:
@@ -274,22 +283,15 @@ def maxpool_backward(cache: PoolCache, dy: Array) -> Array:
     ``reduce_window`` max may pick another tied element; the two agree on tie-free inputs.)
     Overlapping windows (stride < size) add their contributions.
     """
-    x, y, size, stride = cache.x, cache.y, cache.size, cache.stride
+    argmax, x_shape, size, stride = cache.argmax, cache.x_shape, cache.size, cache.stride
+    routed = [jnp.where(argmax == k, dy, 0) for k in range(size * size)]
     if size == stride:
-        x6 = _tiles(x, size)
-        candidates = [x6[:, :, i, :, j, :] for i in range(size) for j in range(size)]
-        masks = _first_max_masks(candidates, y)
-        rows = [
-            jnp.stack([jnp.where(masks[i * size + j], dy, 0) for j in range(size)], axis=3)
-            for i in range(size)
-        ]
-        return _untile(jnp.stack(rows, axis=2), x.shape)
-    candidates = _shifted_slices(x, size, size, stride)
-    masks = _first_max_masks(candidates, y)
-    dx = jnp.zeros_like(x)
-    for k, mask in enumerate(masks):
+        rows = [jnp.stack(routed[i * size : (i + 1) * size], axis=3) for i in range(size)]
+        return _untile(jnp.stack(rows, axis=2), x_shape)
+    dx = jnp.zeros(x_shape, dy.dtype)
+    for k, d in enumerate(routed):
         i, j = divmod(k, size)
-        dx = dx + _scatter_window_position(jnp.where(mask, dy, 0), x.shape, i, j, stride)
+        dx = dx + _scatter_window_position(d, x_shape, i, j, stride)
     return dx
 
 
@@ -300,21 +302,21 @@ def avgpool_forward(x: Array, *, size: int = 2, stride: int = 2) -> tuple[Array,
         y = _tiles(x, size).mean(axis=(2, 4))
     else:
         y = _reduce_windows(x, size, stride, jnp.add) / (size * size)
-    return y, PoolCache(x, y, size, stride)
+    return y, PoolCache(None, tuple(x.shape), size, stride)
 
 
 def avgpool_backward(cache: PoolCache, dy: Array) -> Array:
     """Each input of a window gets δ / size²; overlapping windows add their contributions."""
-    x, size, stride = cache.x, cache.size, cache.stride
+    x_shape, size, stride = cache.x_shape, cache.size, cache.stride
     share = dy / (size * size)
     if size == stride:
         n, ho, wo, c = dy.shape
         dx6 = jnp.broadcast_to(share[:, :, None, :, None, :], (n, ho, size, wo, size, c))
-        return _untile(dx6, x.shape)
-    dx = jnp.zeros_like(x)
+        return _untile(dx6, x_shape)
+    dx = jnp.zeros(x_shape, dy.dtype)
     for i in range(size):
         for j in range(size):
-            dx = dx + _scatter_window_position(share, x.shape, i, j, stride)
+            dx = dx + _scatter_window_position(share, x_shape, i, j, stride)
     return dx
 
 
