@@ -116,6 +116,21 @@ def _load_idx_dataset(name: str, root: str | Path | None) -> dict[str, np.ndarra
     return out
 
 
+# Zalando's label names, in label order (github.com/zalandoresearch/fashion-mnist)
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
 def load_fashion_mnist(root: str | Path | None = None) -> dict[str, np.ndarray]:
     """Fashion-MNIST from ``<root>/fashion-mnist/`` (root defaults to $LECTURENN_DATA).
 

@@ -239,7 +239,7 @@ def _progress(epochs: int, quiet: bool) -> Callable[[dict], None]:
     return update
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -273,7 +273,7 @@ def plot_curves(rows: list[dict], folder: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.legend()
-        _save(fig, folder / f"{metric}.png")
+        save_figure(fig, folder / f"{metric}.png")
 
 
 def _plot_diagnostics(rows, final_activations, folder: Path) -> None:

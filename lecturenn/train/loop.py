@@ -109,24 +109,34 @@ def make_epoch(
     return epoch
 
 
+def make_predict(model: Model, batch_size: int = 1024) -> Callable:
+    """predict(params, state, x) -> scores of a whole split, eval mode, in jitted chunks."""
+
+    @jax.jit
+    def scores_of(params, state, x):
+        return model.predict(params, state, x)
+
+    def predict(params, state, x):
+        chunks = [
+            scores_of(params, state, x[i : i + batch_size])
+            for i in range(0, x.shape[0], batch_size)
+        ]
+        return jnp.concatenate(chunks)
+
+    return predict
+
+
 def make_evaluate(
     model: Model, loss_fn: Callable | None = None, batch_size: int = 1024
 ) -> Callable:
     """evaluate(params, state, data) -> {"loss", "accuracy"} over a whole split, in eval mode."""
     from lecturenn.nn import losses
 
-    @jax.jit
-    def scores_of(params, state, x):
-        return model.predict(params, state, x)
+    scores_of = make_predict(model, batch_size)
 
     def evaluate(params, state, data):
-        x, y = data["x"], data["y"]
-        scores = jnp.concatenate(
-            [
-                scores_of(params, state, x[i : i + batch_size])
-                for i in range(0, x.shape[0], batch_size)
-            ]
-        )
+        y = data["y"]
+        scores = scores_of(params, state, data["x"])
         loss = (loss_fn or losses.softmax_cross_entropy)(scores, y)
         accuracy = jnp.mean((jnp.argmax(scores, -1) == y).astype(jnp.float32))
         return {"loss": float(loss), "accuracy": float(accuracy)}

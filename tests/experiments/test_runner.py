@@ -56,6 +56,13 @@ def test_run_writes_the_run_folder(tmp_path):
     assert (out / "plots" / "loss.png").stat().st_size > 0
     assert config_lib.load_config(out / "config.toml") == config_lib.load_config(_config(tmp_path))
     assert not list(out.rglob("*.tmp*"))
+    # the classification task's test confusion matrix agrees with the summary's accuracy
+    confusion = json.loads((out / "confusion_test.json").read_text())
+    counts = np.array(confusion["counts"])
+    assert counts.shape == (2, 2) and confusion["classes"] == ["0", "1"]
+    assert np.trace(counts) / counts.sum() == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert summary["test_accuracy_class_1"] == pytest.approx(counts[1, 1] / counts[1].sum())
+    assert (out / "plots" / "confusion_test.png").stat().st_size > 0
 
 
 def test_same_config_and_seed_give_bit_identical_metrics(tmp_path):

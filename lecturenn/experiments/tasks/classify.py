@@ -197,7 +197,73 @@ def build(cfg):
         evaluate=evaluate,
         splits={"val": valid, "test": test},
         augment=_augmentation(cfg),
+        finalize=_confusion_report(model_, test, _class_names(cfg.data.name, num_classes)),
     )
+
+
+def _class_names(dataset_name: str, num_classes: int) -> list[str]:
+    from lecturenn.data import images
+
+    if dataset_name == "fashion-mnist":
+        return list(images.FASHION_MNIST_CLASSES)
+    return [str(k) for k in range(num_classes)]
+
+
+def _confusion_report(model_, test: dict, names: list[str]):
+    """finalize: the test confusion matrix as confusion_test.json and plots/confusion_test.png,
+    and the per-class test accuracies (the diagonal over the row sums) in the summary."""
+    import numpy as np
+
+    from lecturenn.io import atomic_write_json
+    from lecturenn.train import loop, metrics
+
+    predict = loop.make_predict(model_)
+
+    def finalize(params, state, out):
+        pred = np.argmax(np.asarray(predict(params, state, test["x"])), axis=-1)
+        counts = np.asarray(metrics.confusion_matrix(pred, test["y"], len(names)))
+        per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+        atomic_write_json(
+            out / "confusion_test.json",
+            {"rows": "gold", "columns": "predicted", "classes": names, "counts": counts.tolist()},
+        )
+        (out / "plots").mkdir(exist_ok=True)
+        _plot_confusion(counts, names, out / "plots" / "confusion_test.png")
+        return {f"test_accuracy_class_{k}": float(v) for k, v in enumerate(per_class)}
+
+    return finalize
+
+
+def _plot_confusion(counts, names: list[str], path) -> None:
+    """Row-normalised confusion matrix (gold rows sum to 1) with the counts written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from lecturenn.experiments.runner import save_figure
+
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.55 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    if len(names) <= 20:
+        for i in ticks:
+            for j in ticks:
+                if counts[i, j]:
+                    color = "white" if rates[i, j] > 0.5 else "black"
+                    ax.text(
+                        j, i, str(counts[i, j]), ha="center", va="center", fontsize=6, color=color
+                    )
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"test confusion matrix (accuracy {accuracy:.2%})")
+    save_figure(fig, path)
 
 
 def _augmentation(cfg):
