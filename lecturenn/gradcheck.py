@@ -112,6 +112,49 @@ def check_model(model, batch, key, *, h: float = 1e-5):
     return three_way(loss_fn, manual_fn, params, h)
 
 
+def assert_manual_matches_autodiff(
+    model, params, state, batch, key, *, tol: float = EXACT_TOL, loss_tol: float = 1e-12
+) -> None:
+    """Raise AssertionError naming the leaf unless the model's hand-written value_and_grad equals
+    ``jax.value_and_grad(model.loss)`` (loss, every gradient leaf, the new state).
+
+    Both run inside one ``jax.jit`` with full optimization, as training runs them: a backward
+    pass can be right eagerly and wrong compiled (max-pool once re-tested ``x == max(x)``, and XLA
+    recomputed x with other rounding), so the compiled program is the one to check.
+    """
+
+    @jax.jit
+    def both(p):
+        manual = model.manual_value_and_grad(p, state, batch, key)
+        autodiff = jax.value_and_grad(model.loss, has_aux=True)(p, state, batch, key)
+        return manual, autodiff
+
+    ((loss_m, (state_m, _)), grads_m), ((loss_a, (state_a, _)), grads_a) = both(params)
+    if jax.tree_util.tree_structure(grads_m) != jax.tree_util.tree_structure(params):
+        raise AssertionError(
+            f"manual grads {jax.tree_util.tree_structure(grads_m)} do not have the structure "
+            f"of params {jax.tree_util.tree_structure(params)}"
+        )
+    err = relative_error(loss_m, loss_a, EXACT_FLOOR)
+    if err > loss_tol:
+        raise AssertionError(f"loss: manual {loss_m} vs jax {loss_a} (relative error {err:.2e})")
+    for (path, a), m in zip(
+        jax.tree_util.tree_leaves_with_path(grads_a),
+        jax.tree_util.tree_leaves(grads_m),
+        strict=True,
+    ):
+        err = relative_error(m, a, EXACT_FLOOR) if m.shape == a.shape else np.inf
+        if err > tol:
+            raise AssertionError(f"{jax.tree_util.keystr(path)}: relative error {err:.2e} > {tol}")
+    for (path, a), m in zip(
+        jax.tree_util.tree_leaves_with_path(state_a),
+        jax.tree_util.tree_leaves(state_m),
+        strict=True,
+    ):
+        if not np.allclose(a, m):
+            raise AssertionError(f"new state {jax.tree_util.keystr(path)} differs")
+
+
 def format_table(
     rows: list[LeafReport], exact_tol: float = EXACT_TOL, numeric_tol: float = NUMERIC_TOL
 ) -> str:

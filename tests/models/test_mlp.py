@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from lecturenn.gradcheck import EXACT_FLOOR, relative_error
+from lecturenn.gradcheck import assert_manual_matches_autodiff
 from lecturenn.models import mlp
 from lecturenn.nn.activations import ACTIVATIONS
 
@@ -24,25 +24,7 @@ def _assert_manual_equals_autodiff(cfg, seed=0):
     key = jax.random.PRNGKey(seed)
     params, state = model.init(key)
     batch = _batch(jax.random.fold_in(key, 1), d=cfg.input_dim, k=cfg.num_classes)
-    step_key = jax.random.fold_in(key, 2)
-    (loss_a, (state_a, _)), grads_a = jax.value_and_grad(model.loss, has_aux=True)(
-        params, state, batch, step_key
-    )
-    (loss_m, (state_m, _)), grads_m = model.manual_value_and_grad(params, state, batch, step_key)
-    assert jax.tree_util.tree_structure(grads_m) == jax.tree_util.tree_structure(params)
-    assert relative_error(loss_m, loss_a, EXACT_FLOOR) <= 1e-12
-    for (path, a), m in zip(
-        jax.tree_util.tree_leaves_with_path(grads_a),
-        jax.tree_util.tree_leaves(grads_m),
-        strict=True,
-    ):
-        assert m.shape == a.shape
-        err = relative_error(m, a, EXACT_FLOOR)
-        assert err <= 1e-7, f"{jax.tree_util.keystr(path)}: relative error {err:.2e}"
-    for a, m in zip(
-        jax.tree_util.tree_leaves(state_a), jax.tree_util.tree_leaves(state_m), strict=True
-    ):
-        assert jnp.allclose(a, m)
+    assert_manual_matches_autodiff(model, params, state, batch, jax.random.fold_in(key, 2))
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lecturenn.errors import UserError
+from lecturenn.gradcheck import assert_manual_matches_autodiff
 from lecturenn.models import nplm
 
 V, N, n = 13, 6, 3
@@ -38,17 +39,7 @@ def test_manual_grads_match_jax_grad(kw):
     params = jax.tree_util.tree_map(lambda p: 4.0 * p, params)  # leave tanh's linear regime
     batch, key = batch_of(1), jax.random.PRNGKey(2)
 
-    @jax.jit
-    def both(p):
-        manual = model.manual_value_and_grad(p, state, batch, key)
-        auto = jax.value_and_grad(model.loss, has_aux=True)(p, state, batch, key)
-        return manual, auto
-
-    ((loss_m, _), g_m), ((loss_a, _), g_a) = both(params)
-    assert rel_err(loss_m, loss_a) <= 1e-12
-    assert jax.tree_util.tree_structure(g_m) == jax.tree_util.tree_structure(params)
-    for m, a in zip(jax.tree_util.tree_leaves(g_m), jax.tree_util.tree_leaves(g_a), strict=True):
-        assert rel_err(m, a) <= 1e-6
+    assert_manual_matches_autodiff(model, params, state, batch, key, tol=1e-6)
 
 
 def test_scores_match_bengio_formula_in_numpy():

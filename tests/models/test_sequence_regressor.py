@@ -8,6 +8,7 @@ import pytest
 
 from lecturenn.data.synthetic import adding_problem
 from lecturenn.errors import UserError
+from lecturenn.gradcheck import assert_manual_matches_autodiff
 from lecturenn.models import sequence_regressor as sr
 
 
@@ -26,17 +27,7 @@ def test_manual_grads_match_jax_grad(cell):
     data = adding_problem(5, 8, seed=1)
     batch = {"x": jnp.asarray(data["x"], jnp.float64), "y": jnp.asarray(data["y"], jnp.float64)}
 
-    @jax.jit
-    def both(p):
-        manual = model.manual_value_and_grad(p, state, batch, None)
-        auto = jax.value_and_grad(model.loss, has_aux=True)(p, state, batch, None)
-        return manual, auto
-
-    ((loss_m, _), g_m), ((loss_a, _), g_a) = both(params)
-    assert rel_err(loss_m, loss_a) <= 1e-12
-    assert jax.tree_util.tree_structure(g_m) == jax.tree_util.tree_structure(params)
-    for m, a in zip(jax.tree_util.tree_leaves(g_m), jax.tree_util.tree_leaves(g_a), strict=True):
-        assert rel_err(m, a) <= 1e-6
+    assert_manual_matches_autodiff(model, params, state, batch, None, tol=1e-6)
 
 
 def test_loss_is_plain_mse_and_constant_one_scores_about_0_167():
