@@ -47,3 +47,24 @@ def test_three_way_reports_every_leaf():
     rows = gradcheck.three_way(f, jax.grad(f), params)
     assert [r.path for r in rows] == ["['a']", "['b'][0]"]
     assert all(r.ok(1e-7, 1e-5) for r in rows)
+
+
+def test_assert_manual_matches_autodiff_names_the_wrong_leaf():
+    import pytest
+
+    from lecturenn.models import mlp
+
+    model = mlp.make(mlp.MLPConfig(input_dim=3, num_classes=2, hidden=(4,), dtype="float64"))
+    params, state = model.init(jax.random.PRNGKey(0))
+    batch = {"x": jax.random.normal(jax.random.PRNGKey(1), (5, 3)), "y": jnp.array([0, 1, 1, 0, 1])}
+    key = jax.random.PRNGKey(2)
+    gradcheck.assert_manual_matches_autodiff(model, params, state, batch, key)
+
+    def off_by_a_bit(p, s, b, k):
+        value, grads = model.manual_value_and_grad(p, s, b, k)
+        grads["layers"][0]["b"] = grads["layers"][0]["b"] * 1.001
+        return value, grads
+
+    wrong = model._replace(manual_value_and_grad=off_by_a_bit)
+    with pytest.raises(AssertionError, match=r"\['layers'\]\[0\]\['b'\]"):
+        gradcheck.assert_manual_matches_autodiff(wrong, params, state, batch, key)
