@@ -9,7 +9,9 @@ from the task's ``build(cfg) -> Setup`` (experiments/tasks/).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -109,8 +111,41 @@ def _prepare_folder(cfg, out: Path, resume: bool) -> None:
     atomic_write_text(out / "config.toml", resolved)
 
 
+@contextlib.contextmanager
+def _only_writer(out: Path):
+    """Hold an exclusive lock on ``out/.lock`` while a run writes the folder, so two processes
+    started on the same --out (two queues, a resume while the run still goes) cannot interleave
+    metrics.jsonl and checkpoints. flock is released by the kernel when the process dies, even
+    by SIGKILL, so a crashed run never leaves the folder locked."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"{out}: another lecturenn process is writing this run folder; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool = False) -> dict:
     out = Path(out)
+    if resume and not out.is_dir():
+        raise UserError(f"--resume {out}: no such run folder")
+    with _only_writer(out):
+        return _run(cfg, out, resume, quiet)
+
+
+def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool) -> dict:
     _prepare_folder(cfg, out, resume)
     task = TASKS[schemas.task_of(cfg)]
 

@@ -143,6 +143,24 @@ def test_resume_accepts_a_run_whose_config_predates_a_new_default_field(tmp_path
     assert main(["run", str(path), "--resume", str(out), "--quiet"]) == 0
 
 
+def test_a_run_folder_another_process_is_writing_is_refused(tmp_path, capsys):
+    import fcntl
+    import os
+
+    path = _config(tmp_path, epochs=1)
+    out = tmp_path / "r"
+    out.mkdir()
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what a running `lecturenn run --out r` holds
+    try:
+        assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
+        assert "another lecturenn process is writing" in capsys.readouterr().err
+        assert not (out / "metrics.jsonl").exists()
+    finally:
+        os.close(fd)
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0  # released: it runs
+
+
 def test_corrupt_checkpoint_is_refused_with_its_file_named(tmp_path, capsys):
     path = _config(tmp_path, epochs=2)
     out = tmp_path / "r"
