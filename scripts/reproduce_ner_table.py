@@ -121,6 +121,39 @@ def per_run_table() -> list[str]:
     return lines
 
 
+def bench_lines() -> list[str]:
+    """The training-step speed table from benchmarks/results/ner.json."""
+    path = ROOT / "benchmarks" / "results" / "ner.json"
+    if not path.exists():
+        return ["Not run yet: `python benchmarks/bench_ner.py`."]
+    bench = json.loads(path.read_text())
+    load = round(bench.get("load_average_at_start", [float("nan")])[0], 1)
+    lines = [
+        f"`python benchmarks/bench_ner.py` → `benchmarks/results/ner.json` (load average {load} "
+        "at the start); training tokens per second of one step, same model and batch in each row:",
+        "",
+        "| scoring | sentences × length | lecturenn manual | lecturenn jax.grad | PyTorch 1 thread "
+        "| PyTorch 2 threads | manual / best PyTorch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in bench["rows"]:
+        speeds = [
+            r[f"{k}_tokens_per_s"]
+            for k in (
+                "lecturenn_manual",
+                "lecturenn_autodiff",
+                "pytorch_1_threads",
+                "pytorch_2_threads",
+            )
+        ]
+        cells = " | ".join(f"{v:,.0f}" for v in speeds)
+        lines.append(
+            f"| {r['scoring']} | {r['sentences']} × {r['length']} | {cells} "
+            f"| {r['lecturenn_manual_over_pytorch']:.2f} |"
+        )
+    return lines
+
+
 def write_page(notes: str) -> None:
     lecture = ["| lecture's table (CoNLL-2003 test F1) | F1 |", "|---|---|"]
     lecture += [f"| {row} | {f1} |" for row, f1 in LECTURE]
@@ -146,6 +179,7 @@ def write_page(notes: str) -> None:
         *per_run_table(),
         "",
     ]
+    page += ["## Speed of the training step", "", *bench_lines(), ""]
     if notes:
         page += ["## Notes", "", notes.strip(), ""]
     PAGE.parent.mkdir(parents=True, exist_ok=True)
