@@ -255,8 +255,12 @@ def main() -> None:
         "",
         "Produced by `python scripts/reproduce_lm_table.py` from the run folders under runs/.",
         "Machine: a 2-core CPU shared with other jobs while these runs trained (load average",
-        "7–11 on 2 cores), so the times below are wall-clock under that load, not the machine's",
-        "unloaded speed; the per-step benchmark below gives the comparable speeds.",
+        "4–13 on 2 cores), so the times below are wall-clock under that load, not the machine's",
+        "unloaded speed; the per-step benchmark below gives the comparable speeds. ptb_lstm_small",
+        "trained in two sittings: epochs 1–5 in one session (load 10–13), then",
+        "`lecturenn run configs/ptb_lstm_small.toml --resume runs/ptb_lstm_small` for epochs 6–13",
+        "(load ≈ 4; a resumed run is bit-identical to an uninterrupted one, which the tests check).",
+        "Test figures use the parameters of the best validation epoch.",
         "",
     ]
     sections = [
