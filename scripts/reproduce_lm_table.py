@@ -258,8 +258,8 @@ def main() -> None:
         "4–13 on 2 cores), so the times below are wall-clock under that load, not the machine's",
         "unloaded speed; the per-step benchmark below gives the comparable speeds. ptb_lstm_small",
         "trained in two sittings: epochs 1–5 in one session (load 10–13), then",
-        "`lecturenn run configs/ptb_lstm_small.toml --resume runs/ptb_lstm_small` for epochs 6–13",
-        "(load ≈ 4; a resumed run is bit-identical to an uninterrupted one, which the tests check).",
+        "`lecturenn run configs/ptb_lstm_small.toml --resume runs/ptb_lstm_small` for epochs",
+        "6–13 (load ≈ 4; a resumed run is bit-identical to an uninterrupted one, as tested).",
         "Test figures use the parameters of the best validation epoch.",
         "",
     ]
