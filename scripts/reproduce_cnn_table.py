@@ -38,10 +38,14 @@ ATTEMPTS = [
         "15 epochs",
     ),
     (
-        "cnn_fashion_32ep_shift1",
-        "dense 256, dropout 0.4, flips + ±1-pixel shifts, halved every 8 epochs, 32 epochs",
+        "cnn_fashion",
+        "dense 256, dropout 0.4, flips + ±1-pixel shifts, halved every 8 epochs, 32 epochs "
+        "(the committed config)",
     ),
-    ("cnn_fashion", "dense 256, dropout 0.3, flips only, halved every 9 epochs, 36 epochs"),
+    (
+        "cnn_fashion_36ep_flip_only",
+        "dense 256, dropout 0.3, flips only, halved every 9 epochs, 36 epochs",
+    ),
 ]
 
 
@@ -134,6 +138,7 @@ def bench_lines() -> list[str]:
     b = json.loads(BENCH.read_text())
     ips = b["images_per_second"]
     load = b.get("machine", {}).get("load_average_1_5_15min", b.get("load_average_1_5_15min"))
+    load = ", ".join(f"{v:.1f}" for v in load) if isinstance(load, list) else load
     lines = [
         f"`python benchmarks/bench_cnn.py` (batch {b['batch_size']}, load average {load}):",
         "",
@@ -175,6 +180,23 @@ def write_page() -> None:
             "accuracy is measured on the augmented, dropped-out batches):",
             "",
             *attempts_table(),
+            "",
+            "**Short of the 93.5% bar by 0.4 points** with the committed config. The settings "
+            "above bracket it: with ±1-pixel shifts the training accuracy (on augmented batches) "
+            "equals the validation accuracy, i.e. the net has no capacity left; without shifts it "
+            "overfits (97.5% train) and validation stalls at 93.5%. Not tried yet, in order of "
+            "cost: averaging the scores of each test image and its mirror image; wider convs "
+            "(48/96 filters, ≈ 2.25× the time of the second conv, which dominates the step); an "
+            "ensemble of two runs (two × 13 minutes exceeds the 20-minute budget).",
+            "",
+            "A bug found on the way: max-pool's backward used to re-test `x == max(x)` to find "
+            "the arg-max. Compiled by XLA, batch norm's output before the pool was computed in "
+            "two fusions with different rounding, no input equalled the recomputed max, and the "
+            "conv and batch-norm gradients came out wrong (relative error ≈ 1) while the eager "
+            "gradient check passed. The forward now records the arg-max position; the CNN "
+            "gradient tests run compiled (`gradcheck.assert_manual_matches_autodiff`) and fail "
+            "on the old code. The 90.6% run was the first after the fix; a one-epoch run before "
+            "it reached 81.4%.",
             "",
             "## Fashion-MNIST per epoch",
             "",
