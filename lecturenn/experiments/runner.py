@@ -42,6 +42,7 @@ class Setup:
     augment: Callable | None = None  # (key, batch) -> batch, on device
     epoch_fn: Callable | None = None  # replaces the shuffled mini-batch epoch
     finalize: Callable | None = None  # (params, state, out_dir) -> extra summary
+    steps_per_epoch: int | None = None  # default: examples // batch size
 
 
 def input_noise(std: float) -> Callable:
@@ -194,7 +195,7 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool) -> dict:
         atomic_write_text(metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     else:
         atomic_write_text(metrics_path, "")
-    steps_per_epoch = max(
+    steps_per_epoch = setup.steps_per_epoch or max(
         jax.tree_util.tree_leaves(setup.train)[0].shape[0] // cfg.train.batch_size, 1
     )
     bar = _progress(cfg.train.epochs, quiet)

@@ -52,6 +52,8 @@ def test_epoch_is_an_in_order_pass_over_windows_carrying_the_state(char_config):
     cfg = config_lib.load_config(char_config)
     setup = language.build(cfg)
     assert cfg.optim.schedule["steps_per_epoch"] == setup.train["x"].shape[0]
+    # the runner's steps_per_s counts these windows, not examples // batch_size
+    assert setup.steps_per_epoch == setup.train["x"].shape[0]
     lm_cfg = rnn_lm.RNNLMConfig(vocab_size=len(set(TEXT)), embed_dim=6, hidden_dim=6)
     optimizer = build_optimizer("sgd", 0.5, clip_global_norm=5.0, schedule=dict(cfg.optim.schedule))
     params, state = setup.model.init(jax.random.PRNGKey(0))

@@ -279,4 +279,6 @@ def build(cfg):
         evaluate=evaluate,
         splits={"val": valid, "test": held_out.get("test")},
         epoch_fn=epoch_fn,
+        # truncated BPTT: one step per window of batch_size streams × num_steps tokens
+        steps_per_epoch=None if cfg.model.kind == "nplm" else int(train["x"].shape[0]),
     )
