@@ -55,10 +55,10 @@ NOTES = """
   (−0.4 test, within about one sd of the single-task row); the POS head reaches 93.5–94.2% dev
   token accuracy with window features only.
 - **GloVe 6B 50-d**: +4.3 test F1 over the headline, ≈ 1.3 short of the pre-training row's
-  88.87. The validation F1 still rose at epoch 10 in every seed (best epochs 9–10), so a longer
-  schedule is the first thing to try; C&W's 88.87 also used their own 130k-word embeddings
+  88.87. The validation F1 was still rising at the end in every seed (best epochs 10, 9, 10),
+  so a longer schedule is the first thing to try; C&W's 88.87 also used their own 130k-word embeddings
   trained for weeks on Wikipedia, not GloVe.
-- **Dev vs test**: every row loses 6–7 F1 from eng.testa to eng.testb, as in the literature
+- **Dev vs test**: every row loses 5–8 F1 from eng.testa to eng.testb, as in the literature
   (testb is harder, with more unseen names).
 - **Determinism**: four seed-1 runs were run twice (once by two processes writing the same
   folder, which the runner now refuses with a lock); the reruns gave the same F1 to every digit.
