@@ -190,10 +190,10 @@ def write_page() -> None:
             "ensemble of two runs (two × 13 minutes exceeds the 20-minute budget).",
             "",
             "A bug found on the way: max-pool's backward used to re-test `x == max(x)` to find "
-            "the arg-max. Compiled by XLA, batch norm's output before the pool was computed in "
-            "two fusions with different rounding, no input equalled the recomputed max, and the "
-            "conv and batch-norm gradients came out wrong (relative error ≈ 1) while the eager "
-            "gradient check passed. The forward now records the arg-max position; the CNN "
+            "the arg-max. Compiled by XLA, the conv and batch-norm gradients came out wrong "
+            "(relative error ≈ 1) while the eager gradient check passed, most likely because the "
+            "pool's input was recomputed in another fusion with other rounding, so no input "
+            "equalled the max. The forward now records the arg-max position; the CNN "
             "gradient tests run compiled (`gradcheck.assert_manual_matches_autodiff`) and fail "
             "on the old code. (Whether the Fashion-MNIST config itself was hit is not known: its "
             "first epoch reached the same 81–82% validation accuracy before and after the fix.)",

@@ -260,9 +260,9 @@ def maxpool_forward(x: Array, *, size: int = 2, stride: int = 2) -> tuple[Array,
 
     The forward records which window position held the maximum (the first one in row-major order
     on ties) as a small integer array. The backward reads that index instead of testing
-    ``x == max`` again: under jit XLA may recompute x in two fusions with different rounding
-    (batch norm's γ·x̂ + β, contracted to an FMA in one and not the other), and then no input
-    equals the recomputed max and the gradient silently vanishes.
+    ``x == max`` again. That test gave wrong conv/BN gradients once compiled (right eagerly),
+    most likely because XLA recomputes x in two fusions with different rounding (e.g. an FMA
+    in one and not the other), so no input equals the recomputed max and δ is lost.
     """
     _pool_output_hw(x, size, stride)
     candidates = _window_candidates(x, size, stride)
