@@ -23,6 +23,18 @@ EXACT_TOL, EXACT_FLOOR = 1e-7, 1e-8  # manual vs jax.grad: both exact up to roun
 NUMERIC_TOL, NUMERIC_FLOOR = 1e-5, 1e-4  # either vs centered differences
 
 
+def paired_leaves(reference, other):
+    """(path, reference leaf, other leaf) for two pytrees of one structure, in leaf order."""
+    return (
+        (path, r, o)
+        for (path, r), o in zip(
+            jax.tree_util.tree_leaves_with_path(reference),
+            jax.tree_util.tree_leaves(other),
+            strict=True,
+        )
+    )
+
+
 def relative_error(a, b, floor: float) -> float:
     """max |a − b| / max(|a|, |b|, floor) over all elements."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -138,19 +150,11 @@ def assert_manual_matches_autodiff(
     err = relative_error(loss_m, loss_a, EXACT_FLOOR)
     if err > loss_tol:
         raise AssertionError(f"loss: manual {loss_m} vs jax {loss_a} (relative error {err:.2e})")
-    for (path, a), m in zip(
-        jax.tree_util.tree_leaves_with_path(grads_a),
-        jax.tree_util.tree_leaves(grads_m),
-        strict=True,
-    ):
+    for path, a, m in paired_leaves(grads_a, grads_m):
         err = relative_error(m, a, EXACT_FLOOR) if m.shape == a.shape else np.inf
         if err > tol:
             raise AssertionError(f"{jax.tree_util.keystr(path)}: relative error {err:.2e} > {tol}")
-    for (path, a), m in zip(
-        jax.tree_util.tree_leaves_with_path(state_a),
-        jax.tree_util.tree_leaves(state_m),
-        strict=True,
-    ):
+    for path, a, m in paired_leaves(state_a, state_m):
         if not np.allclose(a, m):
             raise AssertionError(f"new state {jax.tree_util.keystr(path)} differs")
 

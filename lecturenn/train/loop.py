@@ -127,12 +127,18 @@ def make_predict(model: Model, batch_size: int = 1024) -> Callable:
 
 
 def make_evaluate(
-    model: Model, loss_fn: Callable | None = None, batch_size: int = 1024
+    model: Model,
+    loss_fn: Callable | None = None,
+    batch_size: int = 1024,
+    predict: Callable | None = None,
 ) -> Callable:
-    """evaluate(params, state, data) -> {"loss", "accuracy"} over a whole split, in eval mode."""
+    """evaluate(params, state, data) -> {"loss", "accuracy"} over a whole split, in eval mode.
+
+    ``predict``: a ``make_predict`` the caller also uses, so its compiled program is shared.
+    """
     from lecturenn.nn import losses
 
-    scores_of = make_predict(model, batch_size)
+    scores_of = predict or make_predict(model, batch_size)
 
     def evaluate(params, state, data):
         y = data["y"]

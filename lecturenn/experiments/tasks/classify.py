@@ -189,7 +189,8 @@ def build(cfg):
     counts = np.bincount(data["train"]["y"], minlength=num_classes)
     input_shape = train["x"].shape[1:]
     model_ = build_model(cfg.model, int(np.prod(input_shape)), num_classes, counts, input_shape)
-    evaluate = loop.make_evaluate(model_)
+    predict = loop.make_predict(model_)
+    evaluate = loop.make_evaluate(model_, predict=predict)
     return Setup(
         model=model_,
         train=train,
@@ -197,7 +198,7 @@ def build(cfg):
         evaluate=evaluate,
         splits={"val": valid, "test": test},
         augment=_augmentation(cfg),
-        finalize=_confusion_report(model_, test, _class_names(cfg.data.name, num_classes)),
+        finalize=_confusion_report(predict, test, _class_names(cfg.data.name, num_classes)),
     )
 
 
@@ -209,15 +210,13 @@ def _class_names(dataset_name: str, num_classes: int) -> list[str]:
     return [str(k) for k in range(num_classes)]
 
 
-def _confusion_report(model_, test: dict, names: list[str]):
+def _confusion_report(predict, test: dict, names: list[str]):
     """finalize: the test confusion matrix as confusion_test.json and plots/confusion_test.png,
     and the per-class test accuracies (the diagonal over the row sums) in the summary."""
     import numpy as np
 
     from lecturenn.io import atomic_write_json
-    from lecturenn.train import loop, metrics
-
-    predict = loop.make_predict(model_)
+    from lecturenn.train import metrics
 
     def finalize(params, state, out):
         pred = np.argmax(np.asarray(predict(params, state, test["x"])), axis=-1)
