@@ -193,3 +193,17 @@ def augment(key: Array, x: Array, flip: bool = True, max_shift: int = 2) -> Arra
     if flip:
         x = random_flip_horizontal(flip_key, x)
     return random_translate(shift_key, x, max_shift)
+
+
+def mirror_averaged(predict):
+    """Test-time augmentation with the training flips: the scores of an NHWC image are the log of
+    the mean class probabilities of the image and its mirror image,
+    log ½(softmax f(x) + softmax f(x mirrored)), so argmax, accuracy and cross-entropy read them
+    as ordinary log-probabilities. ``predict(params, state, x)`` returns logits."""
+
+    def scores(params, state, x):
+        plain = jax.nn.log_softmax(predict(params, state, x), axis=-1)
+        mirrored = jax.nn.log_softmax(predict(params, state, x[:, :, ::-1, :]), axis=-1)
+        return jnp.logaddexp(plain, mirrored) - jnp.log(2.0)
+
+    return scores

@@ -14,6 +14,7 @@ from lecturenn.data.images import (
     load_digits_split,
     load_fashion_mnist,
     load_mnist,
+    mirror_averaged,
     random_flip_horizontal,
     random_translate,
     read_idx,
@@ -205,3 +206,25 @@ def test_augmentation_is_deterministic_for_a_key_and_varies_across_keys(batch):
     assert not np.array_equal(a, run(jax.random.key(5), batch))
     assert a.shape == batch.shape
     np.testing.assert_array_equal(augment(jax.random.key(4), batch, flip=False, max_shift=0), batch)
+
+
+def test_mirror_averaged_scores_are_log_mean_probabilities_and_mirror_invariant(batch):
+    rng = np.random.default_rng(6)
+    weights = rng.normal(size=(batch[0].size, 4)).astype(np.float32)
+
+    def logits(params, state, x):  # not mirror-symmetric: a dense layer over all pixels
+        return x.reshape(x.shape[0], -1) @ params
+
+    scores = np.asarray(jax.jit(mirror_averaged(logits))(weights, {}, batch))
+
+    def probs(x):
+        z = logits(weights, {}, x).astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    expected = np.log(0.5 * (probs(batch) + probs(batch[:, :, ::-1])))
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.exp(scores).sum(axis=1), 1.0, rtol=1e-5)
+    mirrored = np.asarray(mirror_averaged(logits)(weights, {}, batch[:, :, ::-1]))
+    np.testing.assert_allclose(mirrored, scores, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(probs(batch), probs(batch[:, :, ::-1]), atol=1e-3)

@@ -364,3 +364,38 @@ def test_init_options_reach_the_initializer_and_constant_init_diagnostics_work(t
     out = tmp_path / "r"
     run(cfg, out, quiet=True)
     assert (out / "plots" / "activations.png").exists()
+
+
+def test_test_time_flip_changes_evaluation_not_training(tmp_path):
+    cnn = """name = "tta"
+[data]
+name = "digits"
+preprocess = "none"
+augment_flip = true
+test_time_flip = {flip}
+[model]
+kind = "cnn"
+channels = [4]
+dense = 8
+[optim]
+name = "adam"
+learning_rate = 2e-3
+[train]
+epochs = 2
+batch_size = 64
+checkpoint = false
+"""
+    rows, summaries = {}, {}
+    for flip in ("false", "true"):
+        path = tmp_path / f"tta_{flip}.toml"
+        path.write_text(cnn.format(flip=flip))
+        out = tmp_path / flip
+        summaries[flip] = run(config_lib.load_config(path), out, quiet=True)
+        rows[flip] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        counts = np.array(json.loads((out / "confusion_test.json").read_text())["counts"])
+        assert np.trace(counts) / counts.sum() == pytest.approx(
+            summaries[flip]["test_accuracy"], abs=1e-6
+        )
+    assert [r["train_loss"] for r in rows["false"]] == [r["train_loss"] for r in rows["true"]]
+    assert rows["false"][-1]["val_loss"] != rows["true"][-1]["val_loss"]
+    assert summaries["false"]["test_loss"] != summaries["true"]["test_loss"]

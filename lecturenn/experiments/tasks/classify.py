@@ -50,6 +50,8 @@ class FashionMNISTData:
     preprocess: str = "none"
     augment_flip: bool = False
     augment_max_shift: int = 0
+    # evaluate on each image and its mirror image, averaging the class probabilities
+    test_time_flip: bool = False
 
 
 @dataset("digits")
@@ -64,6 +66,7 @@ class DigitsData:
     preprocess: str = "standardize"
     augment_flip: bool = False
     augment_max_shift: int = 0
+    test_time_flip: bool = False
 
 
 @dataset("spirals")
@@ -189,7 +192,12 @@ def build(cfg):
     counts = np.bincount(data["train"]["y"], minlength=num_classes)
     input_shape = train["x"].shape[1:]
     model_ = build_model(cfg.model, int(np.prod(input_shape)), num_classes, counts, input_shape)
-    predict = loop.make_predict(model_)
+    scorer = model_
+    if getattr(cfg.data, "test_time_flip", False):
+        from lecturenn.data.images import mirror_averaged
+
+        scorer = model_._replace(predict=mirror_averaged(model_.predict))
+    predict = loop.make_predict(scorer)
     evaluate = loop.make_evaluate(model_, predict=predict)
     return Setup(
         model=model_,
