@@ -358,12 +358,13 @@ def make_predict(model, vocabs: Vocabs, train_scheme: str):
     return predict
 
 
-def make_evaluate(model, vocabs: Vocabs, train_scheme: str):
+def make_evaluate(model, vocabs: Vocabs, train_scheme: str, predict=None):
     """evaluate(params, state, split) -> {"f1", "precision", "recall", "accuracy", "loss"} (+
-    "pos_accuracy"), percentages by conlleval's rules."""
+    "pos_accuracy"), percentages by conlleval's rules. ``predict``: a ``make_predict`` the
+    caller also uses, so its compiled program is shared."""
     from lecturenn.train.metrics import entity_f1
 
-    predict = make_predict(model, vocabs, train_scheme)
+    predict = predict or make_predict(model, vocabs, train_scheme)
 
     def evaluate(params, state, split: EvalSplit):
         tags, loss, pos = predict(params, state, split)
@@ -446,7 +447,7 @@ def build(cfg):
         model=model_,
         train=train,
         valid=held_out["val"],
-        evaluate=make_evaluate(model_, vocabs, cfg.data.scheme),
+        evaluate=make_evaluate(model_, vocabs, cfg.data.scheme, predict=predict),
         splits=held_out,
         epoch_fn=epoch_fn,
         finalize=finalize,
