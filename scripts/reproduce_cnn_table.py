@@ -144,6 +144,8 @@ def bench_lines() -> list[str]:
     if not BENCH.exists():
         return ["Not run yet: `python benchmarks/bench_cnn.py`."]
     b = json.loads(BENCH.read_text())
+    if "step_images_per_second" not in b:
+        return ["Written by an older bench_cnn.py: run `python benchmarks/bench_cnn.py` again."]
     load = b["machine"]["load_average_1_5_15min"]
     step, epoch = b["step_images_per_second"], b["epoch_images_per_second"]
     return [
