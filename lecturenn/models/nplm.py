@@ -6,11 +6,13 @@
                                               input→output connections, "direct = true")
     J = mean CE(softmax(y), w_t)
 
-Optional inverted dropout on ``a`` (not in the paper; a modern regularizer, off by default).
+Optional inverted dropout on ``a`` (``dropout``) and on the context features ``x``
+(``embed_dropout``): not in the paper, modern regularizers, off by default.
 
 Backward, each step the local derivative of its layer pair in nn/layers.py (CS224n notes §2.3):
 δy = (P − Y)/N;  ∂U = aᵀδy, ∂W = xᵀδy, ∂b = Σδy;  δa = δy Uᵀ;  δz = (1 − a²) ∘ δa;
-∂H = xᵀδz, ∂d = Σδz;  δx = δz Hᵀ (+ δy Wᵀ);  ∂C = scatter-add of δx's n blocks to their rows.
+∂H = xᵀδz, ∂d = Σδz;  δx = δz Hᵀ (+ δy Wᵀ);  ∂C = scatter-add of δx's n blocks to their rows
+(with dropout, each δ passes back through its layer's mask: δ ← m ∘ δ / (1 − p)).
 
 Batch: ``{"x": (N, n) context ids, oldest first; "y": (N,) next-word ids}``; ``state`` is ``{}``.
 """
@@ -35,15 +37,17 @@ class NPLMConfig:
     embed_dim: int = 100  # m, the size of a feature vector C(w)
     hidden_dim: int = 200  # h
     direct: bool = False  # direct connections W from x to the scores
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the hidden layer a
+    embed_dropout: float = 0.0  # on the context features x (before H and the direct W)
     init_scale: float = 0.05  # C ~ U[±init_scale]; H, U, W Glorot-uniform; biases 0
     dtype: str = "float32"
 
     def check(self) -> None:
         if self.context < 1:
             raise UserError(f"model.context must be >= 1 previous word, got {self.context}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 def init(cfg: NPLMConfig, key: jax.Array) -> tuple[dict, dict]:
@@ -65,15 +69,19 @@ def _forward(cfg, params, ids, key, train):
     """Scores (N, V) and the caches of every layer pair."""
     vectors, embed_cache = layers.embedding_forward(params["C"], ids)  # (N, n, m)
     x, window_cache = layers.window_forward(vectors)  # (N, n·m)
+    key = jax.random.PRNGKey(0) if key is None else key
+    use_x = train and cfg.embed_dropout > 0.0
+    key_x, key_a = jax.random.split(key) if use_x else (key, key)
+    x, x_mask = layers.dropout_forward(x, cfg.embed_dropout, key_x, use_x)
     z, hidden_cache = layers.affine_forward(params["hidden"], x)
     a, act_cache = layers.activation_forward("tanh", z)
     use_dropout = train and cfg.dropout > 0.0
-    key = jax.random.PRNGKey(0) if key is None else key
-    a, mask = layers.dropout_forward(a, cfg.dropout, key, use_dropout)
+    a, mask = layers.dropout_forward(a, cfg.dropout, key_a, use_dropout)
     scores, out_cache = layers.affine_forward(params["out"], a)
     if cfg.direct:
         scores = scores + x @ params["direct"]
-    return scores, (embed_cache, window_cache, hidden_cache, act_cache, mask, out_cache, x)
+    caches = (embed_cache, window_cache, x_mask, hidden_cache, act_cache, mask, out_cache, x)
+    return scores, caches
 
 
 def apply(cfg: NPLMConfig, params: dict, ids: jax.Array) -> jax.Array:
@@ -94,7 +102,7 @@ def make(cfg: NPLMConfig) -> Model:
 
     def manual_value_and_grad(params, state, batch, key):
         scores, cache = _forward(cfg, params, batch["x"], key, True)
-        embed_cache, window_cache, hidden_cache, act_cache, mask, out_cache, x = cache
+        embed_cache, window_cache, x_mask, hidden_cache, act_cache, mask, out_cache, x = cache
         value, dscores = losses.softmax_cross_entropy_value_and_grad(scores, batch["y"])
         grads = {}
         grads["out"], da = layers.affine_backward(params["out"], out_cache, dscores)
@@ -104,6 +112,7 @@ def make(cfg: NPLMConfig) -> Model:
         if cfg.direct:
             grads["direct"] = x.T @ dscores
             dx = dx + dscores @ params["direct"].T
+        dx = layers.dropout_backward(x_mask, dx)
         dvectors = layers.window_backward(window_cache, dx)
         grads["C"] = layers.embedding_backward(cfg.vocab_size, embed_cache, dvectors)
         return (value, (state, {})), grads

@@ -31,7 +31,9 @@ def batch_of(seed):
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(), dict(direct=True, dropout=0.4)], ids=["plain", "direct-dropout"]
+    "kw",
+    [dict(), dict(direct=True, dropout=0.4), dict(direct=True, dropout=0.3, embed_dropout=0.5)],
+    ids=["plain", "direct-dropout", "direct-both-dropouts"],
 )
 def test_manual_grads_match_jax_grad(kw):
     cfg, model = make(**kw)
@@ -67,3 +69,24 @@ def test_uniform_model_has_perplexity_equal_to_vocab_size():
 def test_bad_context_is_a_user_error():
     with pytest.raises(UserError, match="model.context"):
         make(context=0)
+    with pytest.raises(UserError, match="model.embed_dropout"):
+        make(embed_dropout=1.0)
+
+
+def test_embed_dropout_zeroes_context_features_in_training_only():
+    cfg, model = make(embed_dropout=0.5)
+    params, _ = model.init(jax.random.PRNGKey(6))
+    params["hidden"]["W"] = jnp.zeros_like(params["hidden"]["W"])  # scores depend on x via W
+    params["direct"] = jnp.ones((n * 4, V))
+    cfg_direct, with_direct = make(embed_dropout=0.5, direct=True)
+    batch = batch_of(7)
+    ids = batch["x"]
+    x = np.concatenate([np.asarray(params["C"])[np.asarray(ids)[:, j]] for j in range(n)], axis=1)
+    scores, caches = nplm._forward(cfg_direct, params, ids, jax.random.PRNGKey(8), True)
+    mask = np.asarray(caches[2])
+    assert set(np.unique(mask)) == {0.0, 2.0}
+    expected = (x * mask) @ np.ones((n * 4, V)) + np.tanh(0.0) + np.asarray(params["out"]["b"])
+    np.testing.assert_allclose(scores, expected, rtol=1e-10)
+    np.testing.assert_allclose(
+        with_direct.predict(params, {}, ids), x @ np.ones((n * 4, V)), rtol=1e-10
+    )
