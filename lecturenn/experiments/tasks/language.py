@@ -55,6 +55,7 @@ class NPLMModel:
     hidden_dim: int = 200
     direct: bool = False
     dropout: float = 0.0
+    embed_dropout: float = 0.0
     init_scale: float = 0.05
 
 
@@ -109,6 +110,7 @@ def build_model(model_cfg, vocab_size: int):
             hidden_dim=model_cfg.hidden_dim,
             direct=model_cfg.direct,
             dropout=model_cfg.dropout,
+            embed_dropout=model_cfg.embed_dropout,
             init_scale=model_cfg.init_scale,
         )
         return nplm.make(cfg), cfg
