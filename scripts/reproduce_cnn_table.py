@@ -49,6 +49,39 @@ ATTEMPTS = [
 ]
 
 
+def mirror_ablation(name: str) -> tuple[float, float] | None:
+    """Test accuracy of a run's final parameters scored plainly and with test-time flips (the
+    mean of each image's and its mirror image's probabilities), from its last checkpoint; for a
+    run without validation (cnn_fashion) these are the parameters its summary was tested with."""
+    import jax
+    import numpy as np
+
+    from lecturenn.data.images import mirror_averaged
+    from lecturenn.experiments import config as config_lib
+    from lecturenn.experiments.tasks import classify
+    from lecturenn.train import checkpoint, loop
+
+    folder = RUNS / name
+    if checkpoint.latest_checkpoint(folder / "checkpoints") is None:
+        return None
+    cfg = config_lib.load_config(folder / "config.toml")
+    data = classify.load_splits(cfg.data, cfg.train.seed)
+    test = data["test"]
+    shape = test["x"].shape[1:]
+    num_classes = int(max(data["train"]["y"].max(), test["y"].max())) + 1
+    model = classify.build_model(cfg.model, int(np.prod(shape)), num_classes, None, shape)
+    # the last epoch's parameters: what a run without validation is tested with (checkpoints
+    # written before the fix of loop.fit kept the initial ones as "best_params" for such runs)
+    like = dict(zip(("params", "state"), model.init(jax.random.PRNGKey(0))))
+    payload, _ = checkpoint.load_checkpoint(folder / "checkpoints", like)
+    params, state = payload["params"], payload["state"]
+    accuracy = []
+    for scorer in (model, model._replace(predict=mirror_averaged(model.predict))):
+        scores = loop.make_predict(scorer)(params, state, test["x"])
+        accuracy.append(float(np.mean(np.argmax(np.asarray(scores), -1) == test["y"])))
+    return accuracy[0], accuracy[1]
+
+
 def percent(summary: dict, key: str) -> str:
     """A summary's accuracy in percent, or "—" for a run without that split (no validation)."""
     return f"{100 * summary[key]:.2f}%" if key in summary else "—"
@@ -167,6 +200,44 @@ def bench_lines() -> list[str]:
     ]
 
 
+def verdict_lines() -> list[str]:
+    found = read_run("cnn_fashion")
+    if found is None:
+        return []
+    summary, _ = found
+    lines = [
+        f"The committed config reaches **{100 * summary['test_accuracy']:.2f}%** (bar 93.5%, "
+        "goal 94.0%). What changed from the 32-epoch row above, each for a reason that row "
+        "shows: training accuracy on augmented, dropped-out batches (93.4%) was no higher than "
+        "validation accuracy (93.6%), i.e. the net under-fitted, so dropout 0.4 → 0.3 and 36 "
+        "epochs instead of 32; all 60,000 training images instead of 54,000 (no validation "
+        "split: the published rows train on all of them, and the test set is read once, after "
+        "the last epoch); and each test image scored with its mirror image, the flip the net "
+        "was trained with (`data.test_time_flip`).",
+    ]
+    ablation = mirror_ablation("cnn_fashion")
+    if ablation is not None:
+        plain, mirrored = ablation
+        lines += [
+            "",
+            f"The same final parameters score {100 * plain:.2f}% without the test-time flips and "
+            f"{100 * mirrored:.2f}% with them (`mirror_ablation` in this script reads the run's "
+            "checkpoint).",
+        ]
+    loaded = read_run("cnn_fashion_loaded")
+    if loaded is not None:
+        same = loaded[0]["test_accuracy"] == summary["test_accuracy"]
+        lines += [
+            "",
+            "The same config trained once before while three other training jobs shared the two "
+            f"cores (runs/cnn_fashion_loaded): test {100 * loaded[0]['test_accuracy']:.2f}% "
+            f"({'bit-identical' if same else 'different'}), "
+            f"{loaded[0]['train_seconds'] / 60:.1f} min of training; the time in the table "
+            "above is the run with the cores to itself.",
+        ]
+    return lines
+
+
 def write_page() -> None:
     published = [f"| {row} | {acc:.1f}% |" for row, acc in PUBLISHED]
     text = "\n".join(
@@ -196,13 +267,7 @@ def write_page() -> None:
             "",
             *attempts_table(),
             "",
-            "**Short of the 93.5% bar by 0.4 points** with the committed config. The settings "
-            "above bracket it: with ±1-pixel shifts the training accuracy (on augmented batches) "
-            "equals the validation accuracy, i.e. the net has no capacity left; without shifts it "
-            "overfits (97.5% train) and validation stalls at 93.5%. Not tried yet, in order of "
-            "cost: averaging the scores of each test image and its mirror image; wider convs "
-            "(48/96 filters, ≈ 2.25× the time of the second conv, which dominates the step); an "
-            "ensemble of two runs (two × 13 minutes exceeds the 20-minute budget).",
+            *verdict_lines(),
             "",
             "A bug found on the way: max-pool's backward used to re-test `x == max(x)` to find "
             "the arg-max. Compiled by XLA, the conv and batch-norm gradients came out wrong "

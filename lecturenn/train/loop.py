@@ -239,6 +239,8 @@ def fit(
             elif halve_lr_on_plateau:
                 history.lr_scale /= 2
                 opt_state = set_lr_scale(opt_state, history.lr_scale)
+        else:  # without validation the latest parameters are the ones kept (and checkpointed)
+            best, history.best_epoch = (params, state), epoch
         if diagnose is not None:
             row.update(diagnose(params, state))
         history.epochs.append(row)
@@ -250,8 +252,6 @@ def fit(
             on_epoch(row)
         if history.stopped_early:
             break
-    if valid is None:
-        best, history.best_epoch = (params, state), len(history.epochs)
     return best[0], best[1], history
 
 

@@ -399,3 +399,16 @@ checkpoint = false
     assert [r["train_loss"] for r in rows["false"]] == [r["train_loss"] for r in rows["true"]]
     assert rows["false"][-1]["val_loss"] != rows["true"][-1]["val_loss"]
     assert summaries["false"]["test_loss"] != summaries["true"]["test_loss"]
+
+
+def test_without_validation_the_checkpoint_keeps_the_latest_params_as_best(tmp_path):
+    out = tmp_path / "run"
+    path = _config(tmp_path, epochs=3, extra="")
+    path.write_text(path.read_text().replace('name = "xor"\n', 'name = "xor"\nval_fraction = 0.0\n'))
+    summary = run(config_lib.load_config(path), out, quiet=True)
+    assert summary["best_epoch"] == 3 and "val_accuracy" not in summary
+    arrays = _arrays(out)
+    params = {k: v for k, v in arrays.items() if k.startswith("params")}
+    assert params
+    for name, value in params.items():
+        np.testing.assert_array_equal(arrays["best_" + name], value)
