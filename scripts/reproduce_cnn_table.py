@@ -54,7 +54,6 @@ def mirror_ablation(name: str) -> tuple[float, float] | None:
     mean of each image's and its mirror image's probabilities), from its last checkpoint; for a
     run without validation (cnn_fashion) these are the parameters its summary was tested with."""
     import jax
-    import numpy as np
 
     from lecturenn.data.images import mirror_averaged
     from lecturenn.experiments import config as config_lib
@@ -64,22 +63,19 @@ def mirror_ablation(name: str) -> tuple[float, float] | None:
     folder = RUNS / name
     if checkpoint.latest_checkpoint(folder / "checkpoints") is None:
         return None
-    cfg = config_lib.load_config(folder / "config.toml")
-    data = classify.load_splits(cfg.data, cfg.train.seed)
-    test = data["test"]
-    shape = test["x"].shape[1:]
-    num_classes = int(max(data["train"]["y"].max(), test["y"].max())) + 1
-    model = classify.build_model(cfg.model, int(np.prod(shape)), num_classes, None, shape)
+    setup = classify.build(config_lib.load_config(folder / "config.toml"))
+    model = setup.model
     # the last epoch's parameters: what a run without validation is tested with (checkpoints
     # written before the fix of loop.fit kept the initial ones as "best_params" for such runs)
-    like = dict(zip(("params", "state"), model.init(jax.random.PRNGKey(0))))
+    init_params, init_state = model.init(jax.random.PRNGKey(0))
+    like = {"params": init_params, "state": init_state}
     payload, _ = checkpoint.load_checkpoint(folder / "checkpoints", like)
-    params, state = payload["params"], payload["state"]
-    accuracy = []
-    for scorer in (model, model._replace(predict=mirror_averaged(model.predict))):
-        scores = loop.make_predict(scorer)(params, state, test["x"])
-        accuracy.append(float(np.mean(np.argmax(np.asarray(scores), -1) == test["y"])))
-    return accuracy[0], accuracy[1]
+    params, state, test = payload["params"], payload["state"], setup.splits["test"]
+    plain, mirrored = (
+        loop.make_evaluate(scorer)(params, state, test)["accuracy"]
+        for scorer in (model, model._replace(predict=mirror_averaged(model.predict)))
+    )
+    return plain, mirrored
 
 
 def percent(summary: dict, key: str) -> str:
