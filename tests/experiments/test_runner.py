@@ -404,7 +404,9 @@ checkpoint = false
 def test_without_validation_the_checkpoint_keeps_the_latest_params_as_best(tmp_path):
     out = tmp_path / "run"
     path = _config(tmp_path, epochs=3, extra="")
-    path.write_text(path.read_text().replace('name = "xor"\n', 'name = "xor"\nval_fraction = 0.0\n'))
+    path.write_text(
+        path.read_text().replace('name = "xor"\n', 'name = "xor"\nval_fraction = 0.0\n')
+    )
     summary = run(config_lib.load_config(path), out, quiet=True)
     assert summary["best_epoch"] == 3 and "val_accuracy" not in summary
     arrays = _arrays(out)
