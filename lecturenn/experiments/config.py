@@ -91,6 +91,9 @@ def _type_name(tp) -> str:
     }.get(tp, str(tp))
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _convert(value: Any, tp, where: str, source: str):
     """Check value against the type hint tp; return it converted (int → float where due)."""
     origin = typing.get_origin(tp)
@@ -113,6 +116,12 @@ def _convert(value: Any, tp, where: str, source: str):
             return [_convert(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # training runs in float32: inf, nan and 1e39 would only surface as a NaN loss later
+            if not abs(float(value)) <= FLOAT32_MAX:
+                raise UserError(
+                    f"{source}: key '{where}' must be a finite number within float32 range "
+                    f"(|x| ≤ {FLOAT32_MAX:.4g}), got {value!r}"
+                )
             return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):

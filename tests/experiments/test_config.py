@@ -41,6 +41,16 @@ def test_wrong_type_names_key_and_expected_type(tmp_path):
         config_lib.load_config(path)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e39"])
+def test_non_finite_or_float32_overflowing_numbers_are_refused(tmp_path, value):
+    path = write(tmp_path, "a.toml", MLP + DIGITS + f"[optim]\nlearning_rate = {value}\n")
+    with pytest.raises(UserError, match=r"a\.toml: key 'optim\.learning_rate' must be a finite"):
+        config_lib.load_config(path)
+    plain = write(tmp_path, "b.toml", MLP + DIGITS)
+    with pytest.raises(UserError, match=r"key 'train\.input_noise' must be a finite"):
+        config_lib.load_config(plain, [f"train.input_noise={value}"])
+
+
 def test_overrides_are_typed_and_checked(tmp_path):
     path = write(tmp_path, "a.toml", MLP + DIGITS)
     cfg = config_lib.load_config(

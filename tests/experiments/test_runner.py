@@ -180,7 +180,7 @@ def test_corrupt_checkpoint_is_refused_with_its_file_named(tmp_path, capsys):
 def test_nan_loss_exits_2_with_one_line_and_writes_no_summary(tmp_path, capsys):
     path = _config(tmp_path, epochs=3)
     out = tmp_path / "r"
-    code = main(["run", str(path), "--out", str(out), "--set", "train.input_noise=1e39"])
+    code = main(["run", str(path), "--out", str(out), "--set", "train.input_noise=1e38"])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "training loss became nan in epoch 1" in err and err.count("\n") == 0
