@@ -6,7 +6,10 @@ each with the command that produced it, a character sample and the adding-proble
                                                          # summary.json (hours on a 2-core CPU)
     python scripts/reproduce_lm_table.py --run --only ptb_rnn adding_irnn_T200
 
-Runs go to runs/<name>/ through `lecturenn run`; a missing run shows as "not run" on the page.
+Runs go to runs/<name>/ through `lecturenn run`. Each run found there is also kept as a small
+committed record, docs/results/lm_runs/<name>.json (its summary.json and metrics.jsonl), and read
+from that record when runs/<name> is absent, so a fresh clone rebuilds the same page. A run with
+neither shows as "not run"; the page is then left as it is unless --allow-missing is given.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lecturenn.io import atomic_write_json, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs"
 PAGE = ROOT / "docs" / "results" / "lm.md"
+RECORDS = ROOT / "docs" / "results" / "lm_runs"
+SAMPLE = RECORDS / "char_shakespeare_sample.txt"
 
 # name, config, overrides, published figure, its source, our target
 PTB = [
@@ -75,14 +82,14 @@ def run_missing(experiments, only: set[str]) -> None:
     for name, config, overrides in experiments:
         if only and name not in only:
             continue
-        if (RUNS / name / "summary.json").exists():
+        if read(name)[0] is not None:
             continue
         cmd = command(name, config, overrides)
         print(f"$ {cmd}", flush=True)
         subprocess.run(shlex.split(cmd), cwd=ROOT, check=True)
 
 
-def read(name: str) -> tuple[dict | None, list[dict]]:
+def read_folder(name: str) -> tuple[dict | None, list[dict]]:
     folder = RUNS / name
     summary = folder / "summary.json"
     rows = []
@@ -90,6 +97,30 @@ def read(name: str) -> tuple[dict | None, list[dict]]:
         text = (folder / "metrics.jsonl").read_text()
         rows = [json.loads(line) for line in text.splitlines() if line]
     return (json.loads(summary.read_text()) if summary.exists() else None), rows
+
+
+def keep_record(name: str) -> None:
+    """Copy runs/<name>'s summary and per-epoch rows to its committed record, when it has rows."""
+    summary, rows = read_folder(name)
+    if rows:
+        RECORDS.mkdir(parents=True, exist_ok=True)
+        record = {"run": f"runs/{name}", "summary": summary, "metrics": rows}
+        atomic_write_json(RECORDS / f"{name}.json", record)
+
+
+def read(name: str) -> tuple[dict | None, list[dict]]:
+    """(summary or None, per-epoch rows) from runs/<name>, else from its committed record."""
+    if (RUNS / name / "metrics.jsonl").exists():
+        return read_folder(name)
+    record = RECORDS / f"{name}.json"
+    if record.exists():
+        data = json.loads(record.read_text())
+        return data["summary"], data["metrics"]
+    return None, []
+
+
+def shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def minutes(seconds: float) -> str:
@@ -156,12 +187,21 @@ PTB_ATTEMPTS = [
         "ptb_rnn_256_killed_ep3",
         "ptb_rnn: tanh 256 units, tied, dropout 0.3, Adam 2e-3 (stopped after epoch 3)",
     ),
-    ("ptb_rnn", "ptb_rnn as committed: tanh 512 units, tied, dropout 0.25, Adam 1e-3"),
+    (
+        "ptb_rnn_512_d025_stopped_ep3",
+        "ptb_rnn: tanh 512 units, tied, dropout 0.25, Adam 1e-3, halved per epoch from epoch 5 "
+        "(stopped after epoch 3)",
+    ),
+    ("ptb_rnn", "ptb_rnn as committed: tanh 512 units, tied, dropout 0.5, Adam 1e-3"),
     (
         "ptb_nplm_v1_killed_ep4",
         "ptb_nplm: dropout 0.4 on the hidden layer only (stopped after epoch 4)",
     ),
-    ("ptb_nplm", "ptb_nplm as committed: dropout 0.5 hidden, 0.25 on the context features"),
+    (
+        "ptb_nplm_8ep",
+        "ptb_nplm: dropout 0.5 hidden, 0.25 on the context features, 8 epochs",
+    ),
+    ("ptb_nplm", "ptb_nplm as committed: the same, 12 epochs"),
     ("ptb_lstm_small", "ptb_lstm_small (for comparison): Zaremba's recipe, SGD 1.0"),
 ]
 
@@ -348,17 +388,33 @@ def main() -> None:
     parser.add_argument("--run", action="store_true", help="run experiments lacking a summary")
     parser.add_argument("--only", nargs="*", default=[], help="names of the runs to run")
     parser.add_argument("--no-sample", action="store_true")
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="write the page even if runs are missing"
+    )
     args = parser.parse_args()
     experiments = [(n, c, o) for n, c, o, *_ in PTB if n != "ptb_lstm_medium"]
     experiments += [CHAR, *adding_runs()]
     if args.run:
         run_missing(experiments, set(args.only))
 
-    sample_text = None
+    for name in [n for n, *_ in experiments] + [n for n, _ in PTB_ATTEMPTS] + [IRNN_SGD[0]]:
+        keep_record(name)
+    missing = [n for n, *_ in experiments if read(n)[0] is None]
+    if missing and PAGE.exists() and not args.allow_missing:
+        print(
+            f"error: no summary in {shown(RUNS)}/ or {shown(RECORDS)}/ for {', '.join(missing)}; "
+            f"{shown(PAGE)} left as it is (--run runs them, --allow-missing writes "
+            "the page with them as 'not run')",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+    sample_text = SAMPLE.read_text() if SAMPLE.exists() else None
     if not args.no_sample and (RUNS / CHAR[0] / "summary.json").exists():
         from lecturenn.sample import sample_run
 
         sample_text = sample_run(RUNS / CHAR[0], "ROMEO:", 500, 0.8, 0)
+        atomic_write_text(SAMPLE, sample_text)
     header = [
         "# Language models: results",
         "",
@@ -385,7 +441,7 @@ def main() -> None:
         bench_section(),
     ]
     PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text("\n".join(header + [line for s in sections for line in [*s, ""]]))
+    atomic_write_text(PAGE, "\n".join(header + [line for s in sections for line in [*s, ""]]))
     print(f"wrote {PAGE}", file=sys.stderr)
 
 

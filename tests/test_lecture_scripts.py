@@ -58,3 +58,49 @@ def test_optimizers_script_writes_a_table_with_ours_equal_to_optax(tmp_path, scr
     assert (docs / "optimizers.png").stat().st_size > 0
     for variant in ("sgd", "optax-sgd"):
         assert (runs / "optimizers" / variant / "summary.json").exists()
+
+
+def test_lm_page_keeps_run_records_and_refuses_to_drop_missing_runs(
+    tmp_path, scripts_on_path, monkeypatch
+):
+    """reproduce_lm_table.py copies each run's summary and epochs to a committed record, reads
+    the record once the run folder is gone, and leaves the page alone while runs are missing."""
+    import json
+
+    import reproduce_lm_table as lm
+
+    runs, records, page = tmp_path / "runs", tmp_path / "records", tmp_path / "lm.md"
+    for name, value in [("RUNS", runs), ("RECORDS", records), ("PAGE", page)]:
+        monkeypatch.setattr(lm, name, value)
+    monkeypatch.setattr(lm, "SAMPLE", records / "sample.txt")
+    folder = runs / "ptb_nplm"
+    folder.mkdir(parents=True)
+    epochs = [
+        {"epoch": 1, "val_perplexity": 201.25, "train_perplexity": 310.0, "seconds": 60.0},
+        {"epoch": 2, "val_perplexity": 171.5, "train_perplexity": 190.0, "seconds": 61.0},
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs))
+    summary = {"test_perplexity": 149.75, "val_perplexity": 171.5, "epochs_run": 2}
+    summary["train_seconds"] = 121.0
+    (folder / "summary.json").write_text(json.dumps(summary))
+    page.write_text("the page as it was\n")
+
+    monkeypatch.setattr("sys.argv", ["reproduce_lm_table.py", "--no-sample"])
+    with pytest.raises(SystemExit) as stop:
+        lm.main()
+    assert stop.value.code == 2
+    assert page.read_text() == "the page as it was\n"
+    kept = json.loads((records / "ptb_nplm.json").read_text())
+    assert kept["summary"] == summary and kept["metrics"] == epochs
+
+    (folder / "metrics.jsonl").unlink()
+    (folder / "summary.json").unlink()
+    assert lm.read("ptb_nplm") == (summary, epochs)
+    assert lm.read("ptb_rnn") == (None, [])
+
+    monkeypatch.setattr("sys.argv", ["reproduce_lm_table.py", "--no-sample", "--allow-missing"])
+    lm.main()
+    rows = {row[0]: row for row in table_rows(page.read_text(), "model")}
+    assert rows["ptb_nplm"][1] == "**149.8** (171.5)"
+    assert rows["ptb_nplm"][3] == "≤ 150.0 (met)"
+    assert rows["ptb_rnn"][1].startswith("not run")
