@@ -1,12 +1,10 @@
 """CoNLL-2003 for window taggers (Collobert et al. 2011; CS224n lecture 3 / assignment 3).
 
 Reading: one token per line ``word POS chunk NER``, a blank line between sentences, and
-``-DOCSTART- -X- -X- O`` lines between documents (skipped). Tag schemes: IOB1 (as the shared task
-described it: B- only where a chunk directly follows one of the same type), IOB2 (B- on every
-chunk start) and IOBES (C&W's choice: S- single, E- last). Conversions go through the entities, so
-they round-trip exactly on well-formed sequences and repair ill-formed ones the way conlleval
-reads them. Features: lower-cased words with digits mapped to 0, C&W's capitalization feature, a
-suffix; ``encode`` pads sentences into arrays where id 0 always means padding.
+``-DOCSTART- -X- -X- O`` lines between documents (skipped). Sentences are re-tagged between
+schemes with data/schemes.py. Features: lower-cased words with digits mapped to 0, C&W's
+capitalization feature, a suffix; ``encode`` pads sentences into arrays where id 0 always means
+padding (the windows around each token are built on device by ``nn.layers.sentence_windows``).
 """
 
 from __future__ import annotations
@@ -18,12 +16,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from lecturenn.data.schemes import SCHEMES, convert
 from lecturenn.errors import UserError
-from lecturenn.train.metrics import SCHEMES, Entity, extract_entities
 
 PAD, UNK = "<pad>", "<unk>"
 _IOB_TAG = re.compile(r"O|[BI]-\S+")
@@ -72,54 +68,6 @@ def read_conll(path: str | Path) -> list[Sentence]:
             rows.append(columns)
     close_sentence()
     return sentences
-
-
-# ---- tag schemes ---------------------------------------------------------------------------
-
-
-def entities_to_tags(entities: Iterable[Entity], length: int, scheme: str) -> tuple[str, ...]:
-    """Tags of a sentence of ``length`` tokens holding ``entities`` (type, start, end exclusive)."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
-    tags = ["O"] * length
-    previous_end, previous_type = -1, None
-    for entity_type, start, end in sorted(entities, key=lambda e: e[1]):
-        if scheme == "iobes" and end - start == 1:
-            tags[start] = f"S-{entity_type}"
-            continue
-        tags[start:end] = [f"I-{entity_type}"] * (end - start)
-        if scheme == "iobes":
-            tags[start], tags[end - 1] = f"B-{entity_type}", f"E-{entity_type}"
-        elif scheme == "iob2" or (previous_end == start and previous_type == entity_type):
-            tags[start] = f"B-{entity_type}"
-        previous_end, previous_type = end, entity_type
-    return tuple(tags)
-
-
-def convert(tags: Sequence[str], src: str, dst: str) -> tuple[str, ...]:
-    """Re-tag a sentence from scheme ``src`` to ``dst`` ("iob1", "iob2" or "iobes")."""
-    return entities_to_tags(extract_entities(tags, src), len(tags), dst)
-
-
-def iob1_to_iob2(tags: Sequence[str]) -> tuple[str, ...]:
-    return convert(tags, "iob1", "iob2")
-
-
-def iob2_to_iob1(tags: Sequence[str]) -> tuple[str, ...]:
-    return convert(tags, "iob2", "iob1")
-
-
-def iob2_to_iobes(tags: Sequence[str]) -> tuple[str, ...]:
-    return convert(tags, "iob2", "iobes")
-
-
-def iobes_to_iob2(tags: Sequence[str]) -> tuple[str, ...]:
-    return convert(tags, "iobes", "iob2")
-
-
-def is_valid(tags: Sequence[str], scheme: str) -> bool:
-    """Whether ``tags`` is the well-formed ``scheme`` spelling of its own entities."""
-    return tuple(tags) == convert(tags, scheme, scheme)
 
 
 def convert_sentences(
@@ -329,18 +277,3 @@ def bucket_by_length(
         bucket["index"] = index
         buckets.append(bucket)
     return buckets
-
-
-def windows(ids: jax.Array, window_size: int, pad_id: int = 0) -> jax.Array:
-    """``(S, L, window_size)`` windows centred on each token, ``pad_id`` beyond the edges
-    (C&W §3.3.1, CS224n notes 3 §1: the window of "museums" in "... in Paris are amazing").
-
-    Positions past a sentence's length must already hold ``pad_id`` (``encode`` ensures it for 0).
-    Written with jax.numpy so a model can build windows on device inside jit.
-    """
-    if window_size % 2 != 1:
-        raise ValueError(f"window_size must be odd, got {window_size}")
-    ids = jnp.asarray(ids)
-    half, length = window_size // 2, ids.shape[1]
-    padded = jnp.pad(ids, ((0, 0), (half, half)), constant_values=pad_id)
-    return jnp.stack([padded[:, j : j + length] for j in range(window_size)], axis=-1)

@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lecturenn.data.conll import NUM_CAPS, windows
 from lecturenn.errors import UserError
 from lecturenn.models.base import Model
 from lecturenn.nn import layers, losses, sequence
@@ -59,7 +58,7 @@ class WindowTaggerConfig:
     num_tags: int
     word_dim: int = 50
     caps_dim: int = 5
-    num_caps: int = NUM_CAPS
+    num_caps: int = 6  # C&W's capitalization classes, 0 = padding (data/conll.py)
     suffix_vocab_size: int = 0
     suffix_dim: int = 0  # 0: no suffix feature
     window_size: int = 5
@@ -160,7 +159,7 @@ def make(cfg: WindowTaggerConfig) -> Model:
         """Embeddings → window → hidden → scores; with ``negatives`` (the max-margin loss with
         corrupt windows) a leading axis holds (true, corrupt) windows. ``train``: dropout on."""
         k_corrupt, k_in, k_hidden = jax.random.split(key, 3)
-        ids = {name: windows(batch[name], cfg.window_size, 0) for name in dims}
+        ids = {name: layers.sentence_windows(batch[name], cfg.window_size, 0) for name in dims}
         if negatives:
             ids["words"] = _corrupt_words(ids["words"], k_corrupt)
             ids = {n: v if n == "words" else jnp.stack([v, v]) for n, v in ids.items()}

@@ -13,10 +13,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-SCHEMES = ("iob1", "iob2", "iobes")
-_PREFIXES = {"iob1": "BI", "iob2": "BI", "iobes": "BIES"}
-
-Entity = tuple[str, int, int]
+from lecturenn.data.schemes import extract_entities
 
 
 def accuracy(pred: jax.Array, gold: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -42,55 +39,6 @@ def confusion_matrix(
     weight = jnp.ones(pred.shape, jnp.int32) if mask is None else jnp.asarray(mask).reshape(-1)
     counts = jnp.zeros((num_classes, num_classes), jnp.int32)
     return counts.at[gold, pred].add(weight.astype(jnp.int32))
-
-
-def _split_tag(tag: str, scheme: str) -> tuple[str, str]:
-    if tag == "O":
-        return "O", ""
-    prefix, sep, entity_type = tag.partition("-")
-    if not sep or not entity_type or prefix not in _PREFIXES[scheme]:
-        raise ValueError(f"tag {tag!r} is not a valid {scheme} tag (expected O or X-TYPE)")
-    return prefix, entity_type
-
-
-def _chunk_ends(prev_tag: str, tag: str, prev_type: str, entity_type: str) -> bool:
-    # conlleval's endOfChunk, plus seqeval's E/S rules for IOBES.
-    if prev_tag in "ES":
-        return True
-    if prev_tag in "BI" and tag in "BSO":
-        return True
-    return prev_tag != "O" and prev_type != entity_type
-
-
-def _chunk_starts(prev_tag: str, tag: str, prev_type: str, entity_type: str) -> bool:
-    # conlleval's startOfChunk: a stray I- (after O, or after another type) opens a chunk.
-    if tag in "BS":
-        return True
-    if prev_tag in "ESO" and tag in "EI":
-        return True
-    return tag != "O" and prev_type != entity_type
-
-
-def extract_entities(tags: Sequence[str], scheme: str = "iob1") -> set[Entity]:
-    """Entities ``(type, start, end)`` of one sentence, ``end`` exclusive, by conlleval's rules.
-
-    The rules do not depend on whether the input is IOB1 or IOB2 (conlleval makes no difference),
-    so any mix of B-/I- tags decodes; ``scheme`` only says which prefixes are allowed (E-/S- only
-    in "iobes"). Ill-formed sequences decode leniently, as in conlleval: ``O I-PER`` opens a PER
-    chunk and ``B-PER I-LOC`` is two chunks.
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
-    entities = set()
-    prev_tag, prev_type, start = "O", "", 0
-    for position, tag in enumerate([*tags, "O"]):
-        prefix, entity_type = _split_tag(tag, scheme)
-        if _chunk_ends(prev_tag, prefix, prev_type, entity_type):
-            entities.add((prev_type, start, position))
-        if _chunk_starts(prev_tag, prefix, prev_type, entity_type):
-            start = position
-        prev_tag, prev_type = prefix, entity_type
-    return entities
 
 
 def _prf(correct: int, predicted: int, gold: int) -> dict[str, float]:

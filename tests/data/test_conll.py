@@ -20,22 +20,24 @@ from lecturenn.data.conll import (
     build_suffix_vocab,
     build_word_vocab,
     caps_feature,
-    convert,
     convert_sentences,
     encode,
+    read_conll,
+    suffix,
+    tag_vocab,
+    word_shape,
+)
+from lecturenn.data.schemes import (
+    convert,
+    extract_entities,
+    file_scheme,
     iob1_to_iob2,
     iob2_to_iob1,
     iob2_to_iobes,
     iobes_to_iob2,
     is_valid,
-    read_conll,
-    suffix,
-    tag_vocab,
-    windows,
-    word_shape,
 )
 from lecturenn.errors import UserError
-from lecturenn.train.metrics import extract_entities
 
 SAMPLE = """-DOCSTART- -X- -X- O
 
@@ -283,19 +285,10 @@ def test_bucket_by_length_keeps_every_sentence_once_with_less_padding():
     assert sum(b["mask"].size for b in buckets) < arrays["mask"].size
 
 
-def test_windows_match_a_loop_with_pads_beyond_the_edges():
-    rng = np.random.default_rng(0)
-    lengths = np.array([5, 1, 3])
-    ids = rng.integers(2, 9, (3, 5)) * (np.arange(5) < lengths[:, None])
-    for window_size in (1, 3, 5):
-        got = np.asarray(windows(ids, window_size, pad_id=0))
-        assert got.shape == (3, 5, window_size)
-        half = window_size // 2
-        for s in range(3):
-            for t in range(5):
-                for j in range(window_size):
-                    position = t - half + j
-                    inside = 0 <= position < lengths[s]
-                    assert got[s, t, j] == (ids[s, position] if inside else 0)
-    with pytest.raises(ValueError, match="odd"):
-        windows(ids, 4)
+def test_file_scheme_is_read_from_how_entities_start():
+    iob1 = [("I-PER", "I-PER", "O", "I-LOC"), ("I-LOC", "B-LOC")]
+    iob2 = [("B-PER", "I-PER", "O", "B-LOC"), ("B-LOC", "B-LOC")]
+    assert file_scheme(iob1) == "iob1"
+    assert file_scheme(iob2) == "iob2"
+    # a stray I- after O (as in five sentences of this eng.train) does not flip the majority
+    assert file_scheme([*iob2, ("O", "I-MISC")]) == "iob2"

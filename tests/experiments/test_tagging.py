@@ -13,6 +13,7 @@ import pytest
 from seqeval.metrics import f1_score
 
 from lecturenn.data import conll
+from lecturenn.data.schemes import is_valid
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import runner
@@ -127,7 +128,7 @@ def test_evaluate_run_prints_the_table_and_writes_conlleval_input(trained_run, t
             tagging.evaluate_run(run_dir, "holdout")
     assert [t for t, _ in tagged] == ["Museums", "in", "Paris", "are", "amazing", "."]
     tags = [tag for _, tag in tagged]
-    assert conll.is_valid(tags, "iob2") or conll.is_valid(tags, "iob1")
+    assert is_valid(tags, "iob2") or is_valid(tags, "iob1")
 
 
 def test_tokenize_splits_punctuation_like_conll():
@@ -202,14 +203,3 @@ def test_epoch_visits_every_sentence_once_in_batches_of_its_width():
     # traced once per padded width: 8 (lengths ≤ 8), 16 and 32
     assert sorted(widths_seen) == [8, 16, 32]
 
-
-def test_file_scheme_is_read_from_how_entities_start():
-    def sentence(*tags):
-        return conll.Sentence(("w",) * len(tags), ("NN",) * len(tags), ("O",) * len(tags), tags)
-
-    iob1 = [sentence("I-PER", "I-PER", "O", "I-LOC"), sentence("I-LOC", "B-LOC")]
-    iob2 = [sentence("B-PER", "I-PER", "O", "B-LOC"), sentence("B-LOC", "B-LOC")]
-    assert tagging.file_scheme(iob1) == "iob1"
-    assert tagging.file_scheme(iob2) == "iob2"
-    # a stray I- after O (as in five sentences of this eng.train) does not flip the majority
-    assert tagging.file_scheme([*iob2, sentence("O", "I-MISC")]) == "iob2"

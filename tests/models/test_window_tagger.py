@@ -10,9 +10,11 @@ import optax
 import pytest
 
 from lecturenn.data import conll
+from lecturenn.data.schemes import convert
 from lecturenn.errors import UserError
 from lecturenn.gradcheck import EXACT_FLOOR, relative_error
 from lecturenn.models import window_tagger
+from lecturenn.nn import layers
 from lecturenn.train.metrics import entity_f1
 from lecturenn.train.step import make_step
 
@@ -177,7 +179,7 @@ def test_sll_prediction_is_the_viterbi_path_and_others_the_arg_max():
 def _emissions(params, batch):
     """The window scores (L, K) of the one sentence of ``batch``, computed here from the
     parameters (window 3, hard tanh) rather than by the model's own forward code."""
-    win = {n: conll.windows(batch[n], 3, 0) for n in ("words", "caps", "suffix")}
+    win = {n: layers.sentence_windows(batch[n], 3, 0) for n in ("words", "caps", "suffix")}
     x = jnp.concatenate([params["E_" + n][win[n]] for n in ("words", "caps", "suffix")], -1)
     x = x.reshape(x.shape[:2] + (-1,))
     a = jnp.clip(x @ params["hidden"]["W"] + params["hidden"]["b"], -1, 1)
@@ -254,7 +256,7 @@ def _dev_f1(model, params, state, dev, dev_sents, tags):
     predicted = np.asarray(jax.jit(model.predict)(params, state, dev))
     gold = [s.ner for s in dev_sents]
     pred = [
-        conll.convert(tags.decode(row[: len(g)]), "iobes", "iob1")
+        convert(tags.decode(row[: len(g)]), "iobes", "iob1")
         for row, g in zip(predicted, gold, strict=True)
     ]
     return entity_f1(gold, pred)["f1"]

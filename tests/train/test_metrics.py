@@ -13,11 +13,11 @@ from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from lecturenn.data.conll import read_conll
+from lecturenn.data.schemes import extract_entities
 from lecturenn.train.metrics import (
     accuracy,
     confusion_matrix,
     entity_f1,
-    extract_entities,
     format_conlleval_table,
     perplexity,
 )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+from lecturenn.data.schemes import convert, file_scheme
 from lecturenn.errors import UserError
 from lecturenn.experiments.schemas import dataset, model
 
@@ -102,20 +103,6 @@ def _split_file(data_cfg, split: str) -> Path:
     return dataset_path("conll2003", getattr(data_cfg, _SPLIT_FIELDS[split]))
 
 
-def file_scheme(sentences) -> str:
-    """The file's own scheme, by majority: an entity that starts after O (or after another type)
-    with B- is IOB2 spelling, with I- IOB1 spelling. (This copy of CoNLL-2003 is IOB2 but for
-    five training sentences.)"""
-    starts = {"B": 0, "I": 0}
-    for sentence in sentences:
-        previous = "O"
-        for tag in sentence.ner:
-            if tag != "O" and (previous == "O" or previous[2:] != tag[2:]):
-                starts[tag[0]] += 1
-            previous = tag
-    return "iob2" if starts["B"] >= starts["I"] else "iob1"
-
-
 def _vectors_path(data_cfg) -> Path | None:
     from lecturenn.data.registry import dataset_path
 
@@ -132,7 +119,7 @@ def _vectors_path(data_cfg) -> Path | None:
 def prepare(cfg, splits=("train", "val", "test")) -> Prepared:
     """Read the splits and build the vocabularies from the training split (plus GloVe's words)."""
     from lecturenn.data import conll, embeddings
-    from lecturenn.train.metrics import SCHEMES
+    from lecturenn.data.schemes import SCHEMES
 
     data_cfg = cfg.data
     if data_cfg.scheme not in SCHEMES:
@@ -320,7 +307,7 @@ def eval_split(cfg, sentences, vocabs: Vocabs) -> EvalSplit:
                     pad = ((0, rows - len(index)), (0, width - chunk.shape[1]))
                     batch[name] = jnp.asarray(np.pad(chunk, pad))
             batches.append((index, batch))
-    return EvalSplit(list(sentences), file_scheme(sentences), batches)
+    return EvalSplit(list(sentences), file_scheme(s.ner for s in sentences), batches)
 
 
 def make_predict(model, vocabs: Vocabs, train_scheme: str):
@@ -329,7 +316,6 @@ def make_predict(model, vocabs: Vocabs, train_scheme: str):
     import jax
     import numpy as np
 
-    from lecturenn.data import conll
 
     multitask = vocabs.pos is not None
 
@@ -350,7 +336,7 @@ def make_predict(model, vocabs: Vocabs, train_scheme: str):
             for row, i in enumerate(index):
                 n = len(split.sentences[i].words)
                 predicted = vocabs.tags.decode(batch_tags[row, :n])
-                tags[i] = conll.convert(predicted, train_scheme, split.scheme)
+                tags[i] = convert(predicted, train_scheme, split.scheme)
                 if multitask:
                     pos[i] = vocabs.pos.decode(batch_pos[row, :n])
         return tags, loss_sum / max(weight_sum, 1.0), pos if multitask else None
@@ -517,6 +503,6 @@ def tag_text(run_dir, text: str) -> list[tuple[str, str]]:
     outside = ("O",) * len(tokens)
     sentence = Sentence(tuple(tokens), ("NN",) * len(tokens), outside, outside)
     data = eval_split(cfg, [sentence], prepared.vocabs)
-    data = data._replace(scheme=file_scheme(prepared.sentences["train"]))
+    data = data._replace(scheme=file_scheme(s.ner for s in prepared.sentences["train"]))
     tags = make_predict(model_, prepared.vocabs, cfg.data.scheme)(params, state, data)[0][0]
     return list(zip(tokens, tags, strict=True))
