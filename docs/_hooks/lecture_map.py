@@ -198,12 +198,15 @@ def render_row(data: dict, row: dict, page_src: str) -> str:
 def render_lecture(data: dict, key: str, page_src: str) -> str:
     rows = [r for r in data["rows"] if r["sources"][0]["lecture"] == key]
     out = [render_row(data, row, page_src) for row in rows]
-    also = [
-        (row, source)
-        for row in data["rows"]
-        for source in row["sources"][1:]
-        if source["lecture"] == key
-    ]
+    also = sorted(
+        (
+            (row, source)
+            for row in data["rows"]
+            for source in row["sources"][1:]
+            if source["lecture"] == key
+        ),
+        key=lambda pair: pair[1]["section"],
+    )
     if also:
         out += ["## Also presented in this lecture { #also-presented }", ""]
         out += [
