@@ -6,7 +6,7 @@ Same net in all three (conv 32 → BN → relu → pool → conv 64 → BN → r
 dropout 0.4 → 10, no conv bias under batch norm), same batch (128 × 28×28×1), plain SGD; PyTorch
 on CPU with 2 threads. Two measurements for each framework:
 - one training step called from Python (the median of repeated calls), and
-- one epoch of EPOCH_BATCHES distinct batches the way each trains: lecturenn's make_epoch
+- one epoch of EPOCH_BATCHES distinct batches the way each trains: lecturenn's epochs.shuffled
   ("scan": the whole epoch one compiled lax.scan, the runner's default; "loop": one jitted step
   per batch from Python) and PyTorch's usual Python loop over the batches.
 PyTorch runs in a child process started by this script, after the JAX timings: timed in the same
@@ -30,7 +30,7 @@ from timing import machine, time_calls, write_json
 
 from lecturenn.models import cnn
 from lecturenn.optim.transforms import sgd
-from lecturenn.train.loop import make_epoch
+from lecturenn.train import epochs
 from lecturenn.train.step import make_step
 
 BATCH = 128
@@ -125,12 +125,17 @@ def main() -> None:
     steps = {g: make_step(model, opt, g) for g in ("manual", "autodiff")}
     fns = {g: (lambda s=s: s(params, state, opt_state, batch, key)) for g, s in steps.items()}
     seconds = time_calls(fns, repeats=args.repeats, number=args.number)
-    epochs = {
-        d: make_epoch(model, opt, grads="manual", batch_size=BATCH, driver=d)
+    epoch_fns = {
+        d: epochs.shuffled(
+            make_step(model, opt, "manual", jit=False),
+            num_examples=data["y"].shape[0],
+            batch_size=BATCH,
+            driver=d,
+        )
         for d in ("scan", "loop")
     }
     epoch_seconds = time_calls(
-        {d: (lambda e=e: e(params, state, opt_state, data, key)) for d, e in epochs.items()},
+        {d: (lambda e=e: e(params, state, opt_state, data, key)) for d, e in epoch_fns.items()},
         repeats=3,
         number=1,
     )

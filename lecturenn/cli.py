@@ -1,4 +1,5 @@
-"""Command line: ``lecturenn run | sweep | report | eval | tag | sample | gradcheck | data``.
+"""Command line: ``lecturenn run | sweep | report | eval | tag | sample | gradcheck | config |
+data``.
 
 User errors (config, data, paths, checkpoints) end with one line on stderr and exit status 2.
 """
@@ -29,15 +30,12 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_gradcheck(args) -> int:
+def _gradcheck_mlp(args):
     import jax
 
-    jax.config.update("jax_enable_x64", True)
     from lecturenn import gradcheck
     from lecturenn.models import mlp
 
-    if args.model != "mlp":
-        raise UserError(f"gradcheck: unknown model {args.model!r}; expected one of: mlp")
     key = jax.random.PRNGKey(args.seed)
     cfg = mlp.MLPConfig(
         input_dim=6,
@@ -48,18 +46,70 @@ def _cmd_gradcheck(args) -> int:
         batchnorm=args.batchnorm,
         dtype="float64",
     )
-    x_key, y_key = jax.random.split(jax.random.fold_in(key, 7))
-    batch = {
-        "x": jax.random.normal(x_key, (10, 6), "float64"),
-        "y": jax.random.randint(y_key, (10,), 0, 4),
-    }
-    rows = gradcheck.check_model(mlp.make(cfg), batch, key, h=args.h)
+    batch = mlp.example_batch(cfg, jax.random.fold_in(key, 7))
+    return gradcheck.check_model(mlp.make(cfg), batch, key, h=args.h)
+
+
+def _cmd_gradcheck(args) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from lecturenn import gradcheck
+
+    if args.depth < 1:
+        raise UserError(f"--depth must be >= 1 hidden layer, got {args.depth}")
+    if not 0 < args.h < 1:
+        raise UserError(f"--h must be a small positive step, e.g. 1e-5; got {args.h}")
+    if args.target == "mlp":
+        rows = _gradcheck_mlp(args)
+    else:
+        from lecturenn.experiments import checks
+        from lecturenn.experiments import config as config_lib
+
+        if not args.target.endswith(".toml") and not Path(args.target).exists():
+            raise UserError(
+                f"gradcheck: {args.target!r} is neither 'mlp' nor a config file "
+                "(e.g. configs/ner_window.toml)"
+            )
+        cfg = config_lib.load_config(args.target, args.set)
+        rows = checks.toy_check(cfg, seed=args.seed, h=args.h)
     print(gradcheck.format_table(rows, args.tol, args.numeric_tol))
     failed = [r.path for r in rows if not r.ok(args.tol, args.numeric_tol)]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
     print("all gradients agree")
+    return 0
+
+
+def _cmd_config(args) -> int:
+    from lecturenn.experiments import config as config_lib
+    from lecturenn.experiments import schemas
+
+    sections = {
+        "optim": config_lib.OptimConfig,
+        "train": config_lib.TrainConfig,
+        "parallel": config_lib.ParallelConfig,
+    }
+    names = args.names or [*schemas.MODELS, *schemas.DATASETS, *sections]
+    for name in names:
+        if name in schemas.MODELS:
+            cls, title = schemas.MODELS[name].config, f'[model] kind = "{name}"'
+            title += f" ({schemas.MODELS[name].task} task)"
+        elif name in schemas.DATASETS:
+            cls, title = schemas.DATASETS[name], f'[data] name = "{name}"'
+        elif name in sections:
+            cls, title = sections[name], f"[{name}]"
+        else:
+            known = [*schemas.MODELS, *schemas.DATASETS, *sections]
+            raise UserError(f"config show: unknown {name!r}; expected one of {', '.join(known)}")
+        print(title)
+        for key, type_text, default, meaning in schemas.describe(cls):
+            if key != "name":
+                print(f"  {key:<24} {type_text:<22} {default:<18} {meaning}")
+        for key, meaning in schemas.filled_from_data(cls):
+            print(f"  {key:<24} {'(from the data)':<41} {meaning}")
+        print()
     return 0
 
 
@@ -100,10 +150,9 @@ def _cmd_data(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from lecturenn.experiments import config as config_lib
+    from lecturenn.experiments import sweep
 
-    cfg = config_lib.load_config(args.config, args.set)  # validate before the heavy imports
-    from lecturenn.train import sweep
-
+    cfg = config_lib.load_config(args.config, args.set)
     space = sweep.load_space(args.space) if args.space else None
     out = Path(args.out or Path("runs") / f"{cfg.name}_sweep")
     rows = sweep.run_sweep(
@@ -120,21 +169,21 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from lecturenn.sample import sample_run
+    from lecturenn.experiments.inference import sample_run
 
     print(sample_run(args.run, args.prime, args.length, args.temperature, args.seed))
     return 0
 
 
 def _cmd_eval(args) -> int:
-    from lecturenn.experiments.tasks.tagging import evaluate_run
+    from lecturenn.experiments.inference import evaluate_run
 
     print(evaluate_run(args.run, args.split, args.predictions))
     return 0
 
 
 def _cmd_tag(args) -> int:
-    from lecturenn.experiments.tasks.tagging import tag_text
+    from lecturenn.experiments.inference import tag_text
 
     print("\n".join(f"{token}\t{tag}" for token, tag in tag_text(args.run, args.text)))
     return 0
@@ -168,11 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("gradcheck", help="manual vs jax.grad vs centered differences")
-    p.add_argument("model", help="mlp")
-    p.add_argument("--depth", type=int, default=3, help="hidden layers")
-    p.add_argument("--activation", default="tanh")
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--batchnorm", action="store_true")
+    p.add_argument(
+        "target", help="a config file (its model, shrunk, in float64), or mlp (flags below)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value first, e.g. --set model.dropout=0.3",
+    )
+    p.add_argument("--depth", type=int, default=3, help="mlp: hidden layers")
+    p.add_argument("--activation", default="tanh", help="mlp: hidden activation")
+    p.add_argument("--dropout", type=float, default=0.0, help="mlp: dropout rate")
+    p.add_argument("--batchnorm", action="store_true", help="mlp: batch normalization")
     p.add_argument("--h", type=float, default=1e-5, help="finite-difference step")
     p.add_argument(
         "--tol",
@@ -223,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default="report.png", help="comparison plot path ('' for none)")
     p.add_argument("--metric", help="metric to plot, e.g. val_accuracy (default: first common)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("config", help="the keys a config may set, with types and defaults")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("names", nargs="*", help="model kinds, data sets or optim/train/parallel")
+    p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("data", help="list, fetch or verify the named datasets")
     p.add_argument("action", choices=["list", "fetch", "verify"])

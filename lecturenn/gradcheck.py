@@ -105,15 +105,26 @@ def three_way(
     return rows
 
 
-def check_model(model, batch, key, *, h: float = 1e-5):
-    """Three-way check of a Model (models/base.py) on one batch in float64, train mode."""
+def _float64(tree):
+    return jax.tree_util.tree_map(
+        lambda x: (
+            jnp.asarray(x, jnp.float64) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x
+        ),
+        tree,
+    )
+
+
+def check_model(model, batch, key, *, h: float = 1e-5, warm_state: bool = False):
+    """Three-way check of a Model (models/base.py) on one batch in float64, train mode.
+
+    ``warm_state``: check from the state one forward pass leaves (a recurrent LM's carry, batch
+    norm's running statistics) instead of the initial one.
+    """
     params, state = model.init(key)
-    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-    batch = {
-        k: jnp.asarray(v, jnp.float64) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v
-        for k, v in batch.items()
-    }
+    params, state, batch = _float64((params, state, batch))
     loss_key = jax.random.fold_in(key, 1)
+    if warm_state:
+        state = _float64(model.loss(params, state, batch, jax.random.fold_in(key, 2))[1][0])
 
     def loss_fn(p):
         return model.loss(p, state, batch, loss_key)[0]

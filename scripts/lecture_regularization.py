@@ -37,18 +37,15 @@ def accuracies(result: Result, best: bool) -> dict[str, float]:
     validation epoch's, read back from the run's checkpoint."""
     import jax
 
-    from lecturenn.experiments.runner import make_optimizer
     from lecturenn.experiments.tasks import classify
-    from lecturenn.train.loop import Checkpointer
+    from lecturenn.train import checkpoint
 
-    cfg = result.cfg
-    setup = classify.build(cfg)
+    setup = classify.build(result.cfg)
     params, state = setup.model.init(jax.random.PRNGKey(0))
-    opt_state = make_optimizer(cfg.optim, params).init(params)
-    restored = Checkpointer(result.folder / "checkpoints").restore(
-        params, state, opt_state, jax.random.PRNGKey(0)
-    )
-    params, state = restored[4] if best else restored[:2]
+    like = {"params": params, "state": state, "best_params": params, "best_state": state}
+    payload, _ = checkpoint.load_checkpoint(result.folder / "checkpoints", like)
+    prefix = "best_" if best else ""
+    params, state = payload[prefix + "params"], payload[prefix + "state"]
     splits = {"train": setup.train, "val": setup.valid, "test": setup.splits["test"]}
     return {k: setup.evaluate(params, state, v)["accuracy"] for k, v in splits.items()}
 

@@ -421,7 +421,7 @@ def main() -> None:
 
     sample_text = SAMPLE.read_text() if SAMPLE.exists() else None
     if not args.no_sample and (RUNS / CHAR[0] / "summary.json").exists():
-        from lecturenn.sample import sample_run
+        from lecturenn.experiments.inference import sample_run
 
         sample_text = sample_run(RUNS / CHAR[0], "ROMEO:", 500, 0.8, 0)
         atomic_write_text(SAMPLE, sample_text)

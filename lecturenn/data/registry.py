@@ -279,6 +279,14 @@ def dataset_path(name: str, filename: str | None = None, *, root: Path | None = 
     return _local(files[0], root) if filename is not None else root / dataset.folder
 
 
+def dataset_files(name: str, *, root: Path | None = None) -> list[Path]:
+    """The local path of every file of a dataset (or of its substitute); a missing file is a
+    UserError naming it, as in ``dataset_path``."""
+    dataset_path(name, root=root)
+    root = Path(root) if root is not None else data_root()
+    return [_local(file, root) for file in _dataset(name).files]
+
+
 def _hash_file(path: Path, algorithms: set[str]) -> dict[str, str]:
     hashers = {algorithm: hashlib.new(algorithm) for algorithm in algorithms}
     with open(path, "rb") as stream:

@@ -1,6 +1,6 @@
 """Experiment configs: TOML files validated into typed dataclasses.
 
-A config file only says what differs from the defaults (STYLE §4). ``extends = "base.toml"``
+A config file only says what differs from the defaults. ``extends = "base.toml"``
 (relative to the file) merges a base file first; ``--set a.b=value`` overrides are parsed as TOML
 values (``--set optim.learning_rate=0.01``, ``--set model.hidden=[128,64]``) and fall back to a
 plain string. Every mistake — unknown key, wrong type, missing field, bad TOML — raises a
@@ -18,34 +18,63 @@ from pathlib import Path
 from typing import Any
 
 from lecturenn.errors import UserError
+from lecturenn.models.base import setting
+
+GRAD_SOURCES = ("manual", "autodiff")
+DRIVERS = ("scan", "loop")
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"
-    learning_rate: float = 1e-3
-    schedule: dict | None = None
-    clip_global_norm: float | None = None
-    clip_elementwise: float | None = None
-    l1: float = 0.0
-    l2: float = 0.0
-    fan_in_scaling: bool = False
-    options: dict = field(default_factory=dict)
+    name: str = setting(
+        "adam", 'ours: sgd momentum nesterov adagrad rmsprop adadelta adam; "optax:NAME"'
+    )
+    learning_rate: float = setting(1e-3, "initial learning rate (a schedule starts here)")
+    schedule: dict | None = setting(
+        None, 'e.g. {kind = "step_decay", step_size = 500, factor = 0.5}'
+    )
+    clip_global_norm: float | None = setting(
+        None, "rescale the gradient to this global norm at most"
+    )
+    clip_elementwise: float | None = setting(None, "clip each gradient entry to ±this")
+    l1: float = setting(0.0, "L1 strength on the weights (not biases)")
+    l2: float = setting(0.0, "L2 strength on the weights (not biases)")
+    fan_in_scaling: bool = setting(False, "divide each layer's rate by its fan-in (Collobert)")
+    options: dict = setting({}, "the optimizer's own settings, e.g. {b1 = 0.9, b2 = 0.999}")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 32
-    grads: str = "manual"
-    driver: str = "scan"
-    seed: int = 0
-    patience: int | None = None
-    monitor: str = "accuracy"
-    halve_lr_on_plateau: bool = False
-    input_noise: float = 0.0
-    diagnostics: bool = False
-    checkpoint: bool = True
+    epochs: int = setting(20, "passes over the training data")
+    batch_size: int = setting(32, "examples (sentences, streams) per step")
+    grads: str = setting("manual", "manual (hand-written backprop) or autodiff (jax.grad)")
+    driver: str = setting("scan", "scan (an epoch is one lax.scan) or loop (Python loop of steps)")
+    seed: int = setting(0, "initialization, shuffling and dropout")
+    patience: int | None = setting(None, "stop after this many epochs without validation gain")
+    monitor: str = setting("accuracy", "validation metric that picks the best epoch")
+    halve_lr_on_plateau: bool = setting(False, "halve the rate after each epoch without gain")
+    input_noise: float = setting(0.0, "std of Gaussian noise added to the inputs while training")
+    diagnostics: bool = setting(False, "log gradient norms and activation saturation per epoch")
+    checkpoint: bool = setting(True, "save a resumable checkpoint after every epoch")
+
+    def check(self, source: str) -> None:
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise UserError(
+                    f"{source}: key 'train.{key}' must be >= 1, got {getattr(self, key)}"
+                )
+        if self.patience is not None and self.patience < 1:
+            raise UserError(f"{source}: key 'train.patience' must be >= 1, got {self.patience}")
+        if self.input_noise < 0:
+            raise UserError(
+                f"{source}: key 'train.input_noise' must be >= 0, got {self.input_noise}"
+            )
+        for key, choices in (("grads", GRAD_SOURCES), ("driver", DRIVERS)):
+            if getattr(self, key) not in choices:
+                raise UserError(
+                    f"{source}: key 'train.{key}' must be one of {', '.join(choices)}, "
+                    f"got {getattr(self, key)!r}"
+                )
 
 
 @dataclass
@@ -54,15 +83,19 @@ class ParallelConfig:
     replicated. ``distributed = true`` calls jax.distributed.initialize() first (multi-host:
     GPU clusters, TPU pod slices; coordinator and process ids come from the environment)."""
 
-    data: int = 1
-    distributed: bool = False
+    data: int = setting(1, "devices the batch is split over (params replicated)")
+    distributed: bool = setting(False, "join a multi-process run (jax.distributed) first")
+
+    def check(self, source: str) -> None:
+        if self.data < 1:
+            raise UserError(f"{source}: key 'parallel.data' must be >= 1, got {self.data}")
 
 
 @dataclass
 class Config:
-    """A whole experiment. ``data`` and ``model`` are validated against the dataclass registered
-    for ``data.name`` and ``model.kind`` (experiments/schemas.py), so each model and data set
-    declares its own keys and defaults."""
+    """A whole experiment. ``model`` is an instance of the model's own config dataclass
+    (models/*.py), ``data`` of the data set's (experiments/schemas.py), selected by
+    ``model.kind`` and ``data.name``: each setting is declared once, where it is used."""
 
     name: str = "experiment"
     data: Any = None
@@ -78,7 +111,7 @@ def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
+    if origin in (list, tuple):
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
     if dataclasses.is_dataclass(tp):
         return "a table"
@@ -111,9 +144,21 @@ def _convert(value: Any, tp, where: str, source: str):
         if isinstance(value, dict):
             return from_dict(tp, value, source, where)
     elif origin is list:
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             (item,) = typing.get_args(tp)
             return [_convert(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(
+                    _convert(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)
+                )
+            if len(value) == len(args):
+                return tuple(
+                    _convert(v, a, f"{where}[{i}]", source)
+                    for i, (v, a) in enumerate(zip(value, args, strict=True))
+                )
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             # training runs in float32: inf, nan and 1e39 would only surface as a NaN loss later
@@ -132,14 +177,21 @@ def _convert(value: Any, tp, where: str, source: str):
 
 
 def from_dict(cls, raw: dict, source: str = "<config>", prefix: str = ""):
-    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys by name."""
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys by name, and keys that
+    the task fills from the data."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = [name for name, f in fields.items() if not f.metadata.get("data")]
     values = {}
     for key, value in raw.items():
         where = f"{prefix}.{key}" if prefix else key
-        if key not in hints:
+        if key not in fields:
             raise UserError(f"{source}: unknown key '{where}'; valid keys here: {', '.join(names)}")
+        if fields[key].metadata.get("data"):
+            raise UserError(
+                f"{source}: key '{where}' is filled from the data set, not set in a config; "
+                "remove it"
+            )
         values[key] = _convert(value, hints[key], where, source)
     return cls(**values)
 
@@ -199,7 +251,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _validate_section(raw: dict, section: str, selector: str, registry: dict, source: str):
+def _section(raw: dict, section: str, selector: str, registry: dict, source: str):
+    """(the registry entry chosen by ``section.selector``, the rest of the table)."""
     table = raw.get(section, {})
     if not isinstance(table, dict):
         raise UserError(f"{source}: '{section}' must be a table")
@@ -209,31 +262,72 @@ def _validate_section(raw: dict, section: str, selector: str, registry: dict, so
             f"{source}: missing key '{section}.{selector}'; expected one of "
             f"{', '.join(sorted(registry))}"
         )
-    if choice not in registry:
+    if not isinstance(choice, str) or choice not in registry:
         raise UserError(
             f"{source}: key '{section}.{selector}' is {choice!r}; expected one of "
             f"{', '.join(sorted(registry))}"
         )
-    return from_dict(registry[choice], table, source, section)
+    return registry[choice], table
 
 
 def load_config(path, overrides: list[str] = ()) -> Config:
     """TOML file (+ extends, + --set overrides) -> validated Config."""
+    return load_config_dict(read_toml(Path(path)), overrides, source=str(path))
+
+
+def load_config_dict(raw: dict, overrides: list[str] = (), *, source: str = "<config>") -> Config:
+    """A config's tables (as read from TOML, + --set overrides) -> validated Config."""
     from lecturenn.experiments import schemas
 
-    schemas.load_all()
-    source = str(path)
-    raw = apply_overrides(read_toml(Path(path)), list(overrides))
-    model = _validate_section(raw, "model", "kind", schemas.MODELS, source)
-    data = _validate_section(raw, "data", "name", schemas.DATASETS, source)
+    raw = apply_overrides(raw, list(overrides))
+    kind, table = _section(raw, "model", "kind", schemas.MODELS, source)
+    model = from_dict(kind.config, {k: v for k, v in table.items() if k != "kind"}, source, "model")
+    data_cls, table = _section(raw, "data", "name", schemas.DATASETS, source)
+    data = from_dict(data_cls, table, source, "data")
     cfg = from_dict(Config, {k: v for k, v in raw.items() if k not in ("model", "data")}, source)
     cfg.model, cfg.data = model, data
+    cfg.train.check(source)
+    cfg.parallel.check(source)
+    _check_model(model, source)
     schemas.check_compatible(cfg, source)
     return cfg
 
 
-def to_dict(config) -> dict:
-    return dataclasses.asdict(config)
+def _check_model(model, source: str) -> None:
+    """The model's own range checks, with the config file named."""
+    try:
+        model.check()
+    except UserError as error:
+        raise UserError(f"{source}: {error}") from None
+
+
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def section_dict(obj) -> dict:
+    """The keys a user may set in a section (data-filled fields left out), TOML-ready values."""
+    return {
+        f.name: _plain(getattr(obj, f.name))
+        for f in dataclasses.fields(obj)
+        if not f.metadata.get("data")
+    }
+
+
+def to_dict(config: Config) -> dict:
+    """The resolved config as nested dicts: what config.toml of a run folder holds."""
+    from lecturenn.experiments import schemas
+
+    out = {"name": config.name}
+    out["data"] = section_dict(config.data)
+    out["model"] = {"kind": schemas.kind_of(config.model), **section_dict(config.model)}
+    for name in ("optim", "train", "parallel"):
+        out[name] = section_dict(getattr(config, name))
+    return out
 
 
 def _toml_value(value) -> str:

@@ -2,9 +2,14 @@
 
 The run folder holds ``config.toml`` (the resolved config), ``metrics.jsonl`` (one line per
 epoch), ``summary.json`` (final figures under flat names: ``test_accuracy``, ``val_f1``,
-``test_perplexity``, ``train_seconds`` ...), ``plots/`` and ``checkpoints/``. It reads top to
-bottom like nanoGPT's train.py (STYLE §4); what differs between tasks (data, model, metrics) comes
-from the task's ``build(cfg) -> Setup`` (experiments/tasks/).
+``test_perplexity``, ``train_seconds`` ..., and the run's provenance), ``vocab.json`` (the
+vocabularies the model was trained with), ``plots/`` and ``checkpoints/``. It reads top to bottom:
+what differs between tasks (data, model, metrics, kind of epoch) comes from the task's
+``build(cfg) -> Setup`` (experiments/tasks/).
+
+Many devices: ``parallel.data = N`` splits every batch over N devices (train/parallel.py);
+``parallel.distributed = true`` first joins a multi-process run (``jax.distributed``), where
+every process trains and only process 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -12,68 +17,31 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
-from lecturenn.experiments import schemas
+from lecturenn.experiments import diagnostics, plots, schemas
+from lecturenn.experiments.inference import MODEL_FILE, VOCAB_FILE, data_fields_json
+from lecturenn.experiments.progress import progress_reporter
+from lecturenn.experiments.provenance import provenance
 from lecturenn.experiments.tasks import TASKS
+from lecturenn.experiments.tasks.base import Setup, make_epoch, optimizer_for
 from lecturenn.io import append_line, atomic_write_json, atomic_write_text
 from lecturenn.models.base import Model
-from lecturenn.optim.build import build_optimizer
-from lecturenn.train import checkpoint, loop
+from lecturenn.train import checkpoint, loop, parallel
+from lecturenn.train.step import make_step
 
-
-@dataclass
-class Setup:
-    """What a task hands the runner."""
-
-    model: Model
-    train: dict  # device arrays, leading axis = examples
-    valid: dict | None
-    evaluate: Callable  # (params, state, split) -> {metric: float}
-    splits: dict  # final evaluation: {"val": ..., "test": ...}
-    augment: Callable | None = None  # (key, batch) -> batch, on device
-    epoch_fn: Callable | None = None  # replaces the shuffled mini-batch epoch
-    finalize: Callable | None = None  # (params, state, out_dir) -> extra summary
-    steps_per_epoch: int | None = None  # default: examples // batch size
-
-
-def input_noise(std: float) -> Callable:
-    """Gaussian input noise as a regularizer: x ← x + ε, ε ~ N(0, std²), fresh every step."""
-
-    def augment(key, batch):
-        noise = std * jax.random.normal(key, batch["x"].shape, batch["x"].dtype)
-        return {**batch, "x": batch["x"] + noise}
-
-    return augment
-
-
-def make_optimizer(cfg: config_lib.OptimConfig, params=None):
-    return build_optimizer(
-        cfg.name,
-        cfg.learning_rate,
-        schedule=cfg.schedule,
-        clip_global_norm=cfg.clip_global_norm,
-        clip_elementwise=cfg.clip_elementwise,
-        l1=cfg.l1,
-        l2=cfg.l2,
-        fan_in_scaling=cfg.fan_in_scaling,
-        params=params,
-        **cfg.options,
-    )
+# keys a resumed run may change: they cannot change the epochs already trained
+EXTENDABLE = ("train.epochs", "train.patience", "parallel.data", "parallel.distributed")
 
 
 def make_diagnose(model: Model, train: dict, activation_names, num_examples: int = 256):
     """Per-epoch gradient norms on a fixed training batch and saturation on its activations."""
-    from lecturenn.experiments import diagnostics
-
     batch = {k: v[:num_examples] for k, v in train.items()}
     grad_fn = jax.jit(jax.grad(lambda p, s: model.loss(p, s, batch, jax.random.PRNGKey(0))[0]))
     hidden_fn = jax.jit(model.hidden_activations)
@@ -88,36 +56,78 @@ def make_diagnose(model: Model, train: dict, activation_names, num_examples: int
     return diagnose, hidden_fn, batch
 
 
-def _prepare_folder(cfg, out: Path, resume: bool) -> None:
+def _flat(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and key in ("data", "model", "optim", "train", "parallel"):
+            out.update(_flat(value, f"{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def resume_check(out: Path, cfg) -> dict:
+    """Compare the config with the one the run in ``out`` started with; return the keys that
+    differ (all in ``EXTENDABLE``) or refuse, naming the keys that may not change."""
+    previous = out / "config.toml"
+    if not previous.exists():
+        raise UserError(f"--resume {out}: no config.toml there; is it a run folder?")
+    # compare resolved configs, so a field added since (at its default) is not a difference
+    started = _flat(config_lib.to_dict(config_lib.load_config(previous)))
+    now = _flat(config_lib.to_dict(cfg))
+    changed = {k: (started.get(k), now.get(k)) for k in now.keys() | started.keys()}
+    changed = {k: v for k, v in changed.items() if v[0] != v[1]}
+    fixed = sorted(k for k in changed if k not in EXTENDABLE)
+    if fixed:
+        shown = ", ".join(f"{k} ({changed[k][0]!r} → {changed[k][1]!r})" for k in fixed)
+        raise UserError(
+            f"--resume {out}: the config differs from the one the run started with in {shown}; "
+            f"only {', '.join(EXTENDABLE)} may change when a run is continued"
+        )
+    return changed
+
+
+def _prepare_folder(cfg, out: Path, resume: bool, writer: bool) -> list[dict]:
+    """Check (and on a new run, start) the folder; return the epochs a resumed run has done.
+
+    A resumed run's checkpoint is verified against its manifest before any file is touched."""
     resolved = config_lib.dumps_toml(config_lib.to_dict(cfg))
     if resume:
-        previous = out / "config.toml"
-        if not previous.exists():
-            raise UserError(f"--resume {out}: no config.toml there; is it a run folder?")
-        # compare resolved configs, so a field added to the schema since (at its default) is
-        # not a difference
-        started = config_lib.dumps_toml(config_lib.to_dict(config_lib.load_config(previous)))
-        if started != resolved:
+        changed = resume_check(out, cfg)
+        rows = []
+        if checkpoint.latest_checkpoint(out / "checkpoints") is not None:
+            rows = checkpoint.verify(out / "checkpoints")["history"]["epochs"]
+        if cfg.train.epochs < len(rows):
             raise UserError(
-                f"--resume {out}: the config differs from the one the run started "
-                "with (compare config.toml); resume with the same config and --set"
+                f"--resume {out}: the run has trained {len(rows)} epochs already; "
+                f"train.epochs = {cfg.train.epochs} would end it in the past"
             )
-        return
+        if changed and writer:
+            atomic_write_text(out / "config.toml", resolved)
+        if writer:
+            _write_rows(out / "metrics.jsonl", rows)
+        return rows
     if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
         raise UserError(
             f"{out} already holds a run with checkpoints: pass --resume {out} to "
             "continue it, or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", resolved)
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", resolved)
+        _write_rows(out / "metrics.jsonl", [])
+    return []
 
 
 @contextlib.contextmanager
-def _only_writer(out: Path):
+def _only_writer(out: Path, writer: bool):
     """Hold an exclusive lock on ``out/.lock`` while a run writes the folder, so two processes
     started on the same --out (two queues, a resume while the run still goes) cannot interleave
     metrics.jsonl and checkpoints. flock is released by the kernel when the process dies, even
     by SIGKILL, so a crashed run never leaves the folder locked."""
+    if not writer:
+        yield
+        return
     out.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -142,68 +152,51 @@ def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool 
     out = Path(out)
     if resume and not out.is_dir():
         raise UserError(f"--resume {out}: no such run folder")
-    with _only_writer(out):
-        return _run(cfg, out, resume, quiet)
-
-
-def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool) -> dict:
-    _prepare_folder(cfg, out, resume)
-    task = TASKS[schemas.task_of(cfg)]
-
     if cfg.parallel.distributed:
-        from lecturenn.train.parallel import init_distributed
+        parallel.init_distributed()
+    writer = jax.process_index() == 0
+    with _only_writer(out, writer):
+        return _run(cfg, out, resume, quiet, writer)
 
-        init_distributed()
-    setup = task.build(cfg)
-    params_shape, _ = jax.eval_shape(setup.model.init, jax.random.PRNGKey(0))
-    optimizer = make_optimizer(cfg.optim, params_shape)
+
+def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool, writer: bool) -> dict:
+    _prepare_folder(cfg, out, resume, writer)
+    setup = TASKS[schemas.task_of(cfg)].build(cfg)
+    model = setup.model
+    mesh = None
+    if cfg.parallel.data > 1 or cfg.parallel.distributed:
+        mesh = parallel.make_mesh(cfg.parallel.data if not cfg.parallel.distributed else None)
+        parallel.check_batch_size(cfg.train.batch_size, mesh)
+        model = parallel.shard_model(model, mesh)
+    optimizer = optimizer_for(setup, setup.model, cfg.optim)
+    epoch_fn = make_epoch(setup, make_step(model, optimizer, cfg.train.grads, jit=False), cfg.train)
+    if mesh is not None:
+        epoch_fn = parallel.on_mesh(epoch_fn, mesh)
+    evaluate = setup.evaluate
+    if cfg.parallel.distributed:
+        evaluate = _on_local_copy(evaluate)
     diagnose = hidden_fn = diag_batch = None
     if cfg.train.diagnostics and setup.model.hidden_activations is not None:
-        names = (
-            cfg.model.activation
-            if isinstance(cfg.model.activation, list)
-            else [cfg.model.activation] * len(cfg.model.hidden)
-        )
+        names = list(setup.model_config.activations())
         diagnose, hidden_fn, diag_batch = make_diagnose(setup.model, setup.train, names)
-
-    epoch_fn = setup.epoch_fn
-    if cfg.parallel.data > 1 or cfg.parallel.distributed:
-        if epoch_fn is not None:
-            raise UserError(
-                f"parallel.data: the {schemas.task_of(cfg)} task trains with its own "
-                "epoch and does not support data parallelism yet; set parallel.data = 1"
-            )
-        from lecturenn.train import parallel
-
-        mesh = parallel.make_mesh(cfg.parallel.data if not cfg.parallel.distributed else None)
-        epoch_fn = parallel.make_parallel_epoch(
-            setup.model,
-            optimizer,
-            grads=cfg.train.grads,
-            batch_size=cfg.train.batch_size,
-            mesh=mesh,
-            driver=cfg.train.driver,
-            augment=setup.augment,
-        )
+        if cfg.parallel.distributed:
+            diagnose = _on_local_copy(diagnose)
 
     metrics_path = out / "metrics.jsonl"
-    checkpointer = loop.Checkpointer(out / "checkpoints")
-    if resume and checkpointer.has_checkpoint():
-        # metrics.jsonl may hold lines of epochs after the checkpoint: keep the checkpoint's
-        meta_path = checkpoint.latest_checkpoint(checkpointer.directory) / checkpoint.META
-        rows = json.loads(meta_path.read_text())["meta"]["history"]["epochs"]
-        atomic_write_text(metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    else:
-        atomic_write_text(metrics_path, "")
-    steps_per_epoch = setup.steps_per_epoch or max(
-        jax.tree_util.tree_leaves(setup.train)[0].shape[0] // cfg.train.batch_size, 1
-    )
-    bar = _progress(cfg.train.epochs, quiet)
+    checkpointer = None
+    if cfg.train.checkpoint:
+        checkpointer = _Writer(out / "checkpoints") if writer else _Reader(out / "checkpoints")
+    if writer:
+        atomic_write_json(out / MODEL_FILE, data_fields_json(setup.model_config))
+        if setup.vocabs:
+            atomic_write_json(out / VOCAB_FILE, setup.vocabs)
+    report = progress_reporter(cfg.train.epochs, setup.steps_per_epoch, quiet or not writer)
 
     def on_epoch(row):
-        row["steps_per_s"] = steps_per_epoch / row["seconds"]
-        append_line(metrics_path, json.dumps(row, sort_keys=True))
-        bar(row)
+        row["steps_per_s"] = setup.steps_per_epoch / row["seconds"]
+        if writer:
+            append_line(metrics_path, json.dumps(row, sort_keys=True))
+        report(row)
 
     start = time.perf_counter()
     params, state, history = loop.fit(
@@ -211,23 +204,19 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool) -> dict:
         optimizer,
         setup.train,
         epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
         key=jax.random.PRNGKey(cfg.train.seed),
-        grads=cfg.train.grads,
-        driver=cfg.train.driver,
-        valid=setup.valid,
-        evaluate=setup.evaluate,
-        monitor=cfg.train.monitor,
-        patience=cfg.train.patience,
-        halve_lr_on_plateau=cfg.train.halve_lr_on_plateau,
-        augment=setup.augment,
         epoch_fn=epoch_fn,
+        valid=setup.valid,
+        evaluate=evaluate,
+        policy=loop.Policy(cfg.train.monitor, cfg.train.patience, cfg.train.halve_lr_on_plateau),
+        train_row=setup.train_row,
         on_epoch=on_epoch,
-        checkpointer=checkpointer if cfg.train.checkpoint else None,
+        checkpointer=checkpointer,
         diagnose=diagnose,
     )
     wall = time.perf_counter() - start
-
+    if cfg.parallel.distributed:
+        params, state = parallel.local_copy((params, state))
     summary = {
         "name": cfg.name,
         "epochs_run": len(history.epochs),
@@ -236,6 +225,24 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool) -> dict:
         "train_seconds": round(sum(r["seconds"] for r in history.epochs), 3),
         "wall_seconds": round(wall, 3),
     }
+    if not writer:
+        return summary
+    summary.update(finish(setup, params, state, history, out))
+    if diagnose is not None:
+        diagnostics.plot_grad_norms(history.epochs, out / "plots" / "grad_norms.png")
+        diagnostics.plot_histograms(
+            diagnostics.histograms(hidden_fn(params, state, diag_batch["x"])),
+            out / "plots" / "activations.png",
+            "activations after training",
+        )
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def finish(setup: Setup, params, state, history: loop.History, out: Path) -> dict:
+    """The final figures of a trained model into ``out``: every split's metrics, the task's own
+    outputs (predictions, confusion matrix), the curves; returns the summary's entries."""
+    summary = {}
     for split_name, split in setup.splits.items():
         if split is not None:
             summary.update(
@@ -243,81 +250,39 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool) -> dict:
             )
     if setup.finalize is not None:
         summary.update(setup.finalize(params, state, out))
-    plots = out / "plots"
-    plots.mkdir(exist_ok=True)
-    plot_curves(history.epochs, plots)
-    if diagnose is not None:
-        _plot_diagnostics(history.epochs, hidden_fn(params, state, diag_batch["x"]), plots)
-    atomic_write_json(out / "summary.json", summary)
+    plots_dir = out / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    if history.epochs:
+        plots.plot_curves(history.epochs, plots_dir)
+    summary["provenance"] = provenance(setup.data_files)
     return summary
 
 
-def _progress(epochs: int, quiet: bool) -> Callable[[dict], None]:
-    """A tqdm bar over epochs on a terminal; silent otherwise (logs, CI, pipes)."""
-    if quiet or not sys.stderr.isatty():
-        return lambda row: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=epochs, unit="epoch", file=sys.stderr)
-
-    def update(row):
-        shown = {
-            k: f"{v:.4g}"
-            for k, v in row.items()
-            if isinstance(v, float) and k.startswith(("train_loss", "val_"))
-        }
-        shown["steps/s"] = f"{row['steps_per_s']:.0f}"
-        bar.n = row["epoch"]
-        bar.set_postfix(shown)
-        if row["epoch"] >= epochs:
-            bar.close()
-
-    return update
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    """metrics.jsonl as the checkpoint knows it (a killed run may have written lines of epochs
+    after its last checkpoint)."""
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _on_local_copy(fn: Callable) -> Callable:
+    """``fn(params, state, *rest)`` on this process's copy of replicated params and state."""
 
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    def local(params, state, *rest):
+        return fn(*parallel.local_copy((params, state)), *rest)
 
-
-def plot_curves(rows: list[dict], folder: Path) -> None:
-    """One PNG per metric (loss, accuracy, f1, perplexity ...) with its train/val curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    metrics = sorted(
-        {
-            k.split("_", 1)[1]
-            for r in rows[:1]
-            for k, v in r.items()
-            if k.startswith(("train_", "val_")) and isinstance(v, float)
-        }
-    )
-    for metric in metrics:
-        keys = [k for k in (f"train_{metric}", f"val_{metric}") if k in rows[0]]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for k in keys:
-            ax.plot(epochs, [r[k] for r in rows], label=k)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.legend()
-        save_figure(fig, folder / f"{metric}.png")
+    return local
 
 
-def _plot_diagnostics(rows, final_activations, folder: Path) -> None:
-    from lecturenn.experiments import diagnostics
+class _Writer(checkpoint.Checkpointer):
+    """The writing process's checkpointer: saves each process-local copy of replicated arrays."""
 
-    diagnostics.plot_grad_norms(rows, folder / "grad_norms.png")
-    diagnostics.plot_histograms(
-        diagnostics.histograms(final_activations),
-        folder / "activations.png",
-        "activations after training",
-    )
+    def save(self, params, state, opt_state, key, best, history):
+        local = parallel.local_copy((params, state, opt_state, key, best))
+        return super().save(*local, history)
+
+
+class _Reader(_Writer):
+    """Other processes of a distributed run read checkpoints (to resume) but never write."""
+
+    def save(self, *args):
+        return None

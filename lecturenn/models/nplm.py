@@ -19,35 +19,45 @@ Batch: ``{"x": (N, n) context ids, oldest first; "y": (N,) next-word ids}``; ``s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 
 from lecturenn.errors import UserError
-from lecturenn.models.base import Model
+from lecturenn.models.base import (
+    Model,
+    check_positive,
+    check_rate,
+    label_by_name,
+    setting,
+)
 from lecturenn.nn import layers, losses
 from lecturenn.nn.init import glorot_uniform
+
+KIND = "nplm"
 
 
 @dataclass(frozen=True)
 class NPLMConfig:
-    vocab_size: int
-    context: int = 4  # n previous words
-    embed_dim: int = 100  # m, the size of a feature vector C(w)
-    hidden_dim: int = 200  # h
-    direct: bool = False  # direct connections W from x to the scores
-    dropout: float = 0.0  # on the hidden layer a
-    embed_dropout: float = 0.0  # on the context features x (before H and the direct W)
-    init_scale: float = 0.05  # C ~ U[±init_scale]; H, U, W Glorot-uniform; biases 0
-    dtype: str = "float32"
+    vocab_size: int | None = setting(None, "vocabulary size", data=True)
+    context: int = setting(4, "n, the previous words the next one is predicted from")
+    embed_dim: int = setting(100, "m, the size of a word's feature vector C(w)")
+    hidden_dim: int = setting(200, "h, hidden tanh units")
+    direct: bool = setting(False, "direct connections W from the features x to the scores")
+    dropout: float = setting(0.0, "inverted dropout on the hidden layer a", traced=True)
+    embed_dropout: float = setting(
+        0.0, "inverted dropout on the context features x (before H and W)", traced=True
+    )
+    init_scale: float = setting(0.05, "C ~ U[±init_scale]; H, U, W Glorot-uniform; biases 0")
+    dtype: str = setting("float32", "parameter and computation dtype")
 
     def check(self) -> None:
         if self.context < 1:
             raise UserError(f"model.context must be >= 1 previous word, got {self.context}")
-        for name in ("dropout", "embed_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise UserError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+        check_positive(self, "embed_dim", "hidden_dim")
+        check_rate(self, "dropout", "embed_dropout")
 
 
 def init(cfg: NPLMConfig, key: jax.Array) -> tuple[dict, dict]:
@@ -65,17 +75,17 @@ def init(cfg: NPLMConfig, key: jax.Array) -> tuple[dict, dict]:
     return params, {}
 
 
-def _forward(cfg, params, ids, key, train):
+def _forward(cfg: NPLMConfig, params, ids, key, train):
     """Scores (N, V) and the caches of every layer pair."""
     vectors, embed_cache = layers.embedding_forward(params["C"], ids)  # (N, n, m)
     x, window_cache = layers.window_forward(vectors)  # (N, n·m)
     key = jax.random.PRNGKey(0) if key is None else key
-    use_x = train and cfg.embed_dropout > 0.0
+    use_x = train and layers.dropout_active(cfg.embed_dropout)
     key_x, key_a = jax.random.split(key) if use_x else (key, key)
     x, x_mask = layers.dropout_forward(x, cfg.embed_dropout, key_x, use_x)
     z, hidden_cache = layers.affine_forward(params["hidden"], x)
     a, act_cache = layers.activation_forward("tanh", z)
-    use_dropout = train and cfg.dropout > 0.0
+    use_dropout = train and layers.dropout_active(cfg.dropout)
     a, mask = layers.dropout_forward(a, cfg.dropout, key_a, use_dropout)
     scores, out_cache = layers.affine_forward(params["out"], a)
     if cfg.direct:
@@ -89,41 +99,67 @@ def apply(cfg: NPLMConfig, params: dict, ids: jax.Array) -> jax.Array:
     return _forward(cfg, params, ids, None, False)[0]
 
 
+def loss(cfg: NPLMConfig, params, state, batch, key):
+    scores, _ = _forward(cfg, params, batch["x"], key, True)
+    return losses.softmax_cross_entropy(scores, batch["y"]), (state, {})
+
+
+def manual_value_and_grad(cfg: NPLMConfig, params, state, batch, key):
+    scores, cache = _forward(cfg, params, batch["x"], key, True)
+    embed_cache, window_cache, x_mask, hidden_cache, act_cache, mask, out_cache, x = cache
+    value, dscores = losses.softmax_cross_entropy_value_and_grad(scores, batch["y"])
+    grads = {}
+    grads["out"], da = layers.affine_backward(params["out"], out_cache, dscores)
+    da = layers.dropout_backward(mask, da)
+    dz = layers.activation_backward("tanh", act_cache, da)
+    grads["hidden"], dx = layers.affine_backward(params["hidden"], hidden_cache, dz)
+    if cfg.direct:
+        grads["direct"] = x.T @ dscores
+        dx = dx + dscores @ params["direct"].T
+    dx = layers.dropout_backward(x_mask, dx)
+    dvectors = layers.window_backward(window_cache, dx)
+    grads["C"] = layers.embedding_backward(cfg.vocab_size, embed_cache, dvectors)
+    return (value, (state, {})), grads
+
+
+def predict(cfg: NPLMConfig, params, state, x):
+    return apply(cfg, params, x)
+
+
+def labels(params) -> dict:
+    """C is the lookup table of the words' feature vectors (fan-in 1), the rest by name."""
+    return label_by_name(params, embeddings=("C",))
+
+
 def make(cfg: NPLMConfig) -> Model:
-    """The NPLM's pure functions (models/base.py contract), closed over ``cfg``."""
+    """The NPLM's pure functions, bound to its config."""
     cfg.check()
-
-    def init_fn(key):
-        return init(cfg, key)
-
-    def loss(params, state, batch, key):
-        scores, _ = _forward(cfg, params, batch["x"], key, True)
-        return losses.softmax_cross_entropy(scores, batch["y"]), (state, {})
-
-    def manual_value_and_grad(params, state, batch, key):
-        scores, cache = _forward(cfg, params, batch["x"], key, True)
-        embed_cache, window_cache, x_mask, hidden_cache, act_cache, mask, out_cache, x = cache
-        value, dscores = losses.softmax_cross_entropy_value_and_grad(scores, batch["y"])
-        grads = {}
-        grads["out"], da = layers.affine_backward(params["out"], out_cache, dscores)
-        da = layers.dropout_backward(mask, da)
-        dz = layers.activation_backward("tanh", act_cache, da)
-        grads["hidden"], dx = layers.affine_backward(params["hidden"], hidden_cache, dz)
-        if cfg.direct:
-            grads["direct"] = x.T @ dscores
-            dx = dx + dscores @ params["direct"].T
-        dx = layers.dropout_backward(x_mask, dx)
-        dvectors = layers.window_backward(window_cache, dx)
-        grads["C"] = layers.embedding_backward(cfg.vocab_size, embed_cache, dvectors)
-        return (value, (state, {})), grads
-
-    def predict(params, state, x):
-        return apply(cfg, params, x)
-
+    bind = functools.partial
     return Model(
-        name="nplm",
-        init=init_fn,
-        loss=loss,
-        manual_value_and_grad=manual_value_and_grad,
-        predict=predict,
+        KIND,
+        bind(init, cfg),
+        bind(loss, cfg),
+        bind(manual_value_and_grad, cfg),
+        bind(predict, cfg),
+        labels=labels,
     )
+
+
+def toy(cfg: NPLMConfig) -> NPLMConfig:
+    """A small float64 instance with the same structure, for gradient checks."""
+    return replace(
+        cfg,
+        vocab_size=13,
+        context=min(cfg.context, 3),
+        embed_dim=min(cfg.embed_dim, 4),
+        hidden_dim=min(cfg.hidden_dim, 5),
+        dtype="float64",
+    )
+
+
+def example_batch(cfg: NPLMConfig, key: jax.Array, size: int = 8) -> dict:
+    x_key, y_key = jax.random.split(key)
+    return {
+        "x": jax.random.randint(x_key, (size, cfg.context), 0, cfg.vocab_size),
+        "y": jax.random.randint(y_key, (size,), 0, cfg.vocab_size),
+    }

@@ -14,50 +14,55 @@ Batch: ``{"x": (N, T, D) floats, "y": (N,)}``; ``state`` is ``{}``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 
 from lecturenn.errors import UserError
-from lecturenn.models.base import Model
+from lecturenn.models.base import Model, check_positive, setting
+from lecturenn.nn import init as init_lib
 from lecturenn.nn import layers, losses
 from lecturenn.nn import recurrent as rec
 
+KIND = "sequence_regressor"
 CELLS = ("tanh", "irnn", "lstm")
 
 
 @dataclass(frozen=True)
 class SequenceRegressorConfig:
-    input_dim: int = 2
-    hidden_dim: int = 100
-    cell: str = "irnn"
-    forget_bias: float = 1.0  # LSTM only (Le et al. use 1–10 on the adding problem)
-    init_scale: float = 0.001  # std of W_x for tanh / IRNN (Le et al.: N(0, 0.001²))
-    dtype: str = "float32"
+    input_dim: int | None = setting(None, "features per time step", data=True)
+    cell: str = setting("irnn", "tanh, irnn (ReLU units, W_h = I) or lstm")
+    hidden_dim: int = setting(100, "recurrent units")
+    forget_bias: float = setting(1.0, "lstm: added to the forget-gate bias (Le et al.: 1–10)")
+    init_scale: float = setting(0.001, "tanh / irnn: W_x ~ N(0, init_scale²) (Le et al.: 0.001)")
+    dtype: str = setting("float32", "parameter and computation dtype")
 
     def check(self) -> None:
         if self.cell not in CELLS:
             raise UserError(f"model.cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        check_positive(self, "hidden_dim")
 
 
 def init(cfg: SequenceRegressorConfig, key: jax.Array) -> tuple[dict, dict]:
+    """The cell from recurrent.py (W_x ~ N(0, init_scale²) for tanh/IRNN, Glorot per gate block
+    and the forget bias for the LSTM) and a small output layer w ~ N(0, 0.001²), c = 0."""
     dtype = jnp.dtype(cfg.dtype)
-    key_cell, key_x, key_out = jax.random.split(key, 3)
+    key_cell, key_out = jax.random.split(key)
     D, H = cfg.input_dim, cfg.hidden_dim
     if cfg.cell == "lstm":
         cell = rec.lstm_init(
             key_cell, D, H, init="glorot", forget_bias=cfg.forget_bias, dtype=dtype
         )
     else:
-        kind = "irnn" if cfg.cell == "irnn" else "tanh"
-        cell = rec.rnn_init(key_cell, D, H, kind=kind, dtype=dtype)
-        cell["Wx"] = cfg.init_scale * jax.random.normal(key_x, (D, H), dtype)
-    out = {"W": 0.001 * jax.random.normal(key_out, (H, 1), dtype), "b": jnp.zeros((1,), dtype)}
+        w_x = init_lib.normal(cfg.init_scale)
+        cell = rec.rnn_init(key_cell, D, H, kind=cfg.cell, w_x=w_x, dtype=dtype)
+    out = {"W": init_lib.normal(0.001)(key_out, (H, 1), dtype), "b": jnp.zeros((1,), dtype)}
     return {"cell": cell, "out": out}, {}
 
 
-def _forward(cfg, params, x):
+def _forward(cfg: SequenceRegressorConfig, params, x):
     xs = jnp.swapaxes(x, 0, 1).astype(params["out"]["W"].dtype)  # (T, N, D), time-major
     h0 = jnp.zeros((xs.shape[1], cfg.hidden_dim), xs.dtype)
     if cfg.cell == "lstm":
@@ -74,39 +79,54 @@ def apply(cfg: SequenceRegressorConfig, params: dict, x: jax.Array) -> jax.Array
     return _forward(cfg, params, x)[0]
 
 
+def loss(cfg: SequenceRegressorConfig, params, state, batch, key):
+    pred, _ = _forward(cfg, params, batch["x"])
+    mse = 2.0 * losses.squared_error(pred, batch["y"])  # squared_error is ½ mean (ŷ − y)²
+    return mse, (state, {})
+
+
+def manual_value_and_grad(cfg: SequenceRegressorConfig, params, state, batch, key):
+    pred, (cell_cache, out_cache, hs) = _forward(cfg, params, batch["x"])
+    half_mse, dpred = losses.squared_error_value_and_grad(pred, batch["y"])
+    grads = {}
+    grads["out"], dhT = layers.affine_backward(params["out"], out_cache, 2.0 * dpred[:, None])
+    no_outputs = jnp.zeros_like(hs)
+    if cfg.cell == "lstm":
+        grads["cell"], _, _ = rec.lstm_backward(
+            params["cell"], cell_cache, no_outputs, (dhT, jnp.zeros_like(dhT))
+        )
+    else:
+        grads["cell"], _, _ = rec.rnn_backward(params["cell"], cell_cache, no_outputs, dhT)
+    return (2.0 * half_mse, (state, {})), grads
+
+
+def predict(cfg: SequenceRegressorConfig, params, state, x):
+    return apply(cfg, params, x)
+
+
 def make(cfg: SequenceRegressorConfig) -> Model:
-    """The regressor's pure functions (models/base.py contract), closed over ``cfg``."""
+    """The regressor's pure functions, bound to its config."""
     cfg.check()
-
-    def init_fn(key):
-        return init(cfg, key)
-
-    def loss(params, state, batch, key):
-        pred, _ = _forward(cfg, params, batch["x"])
-        mse = 2.0 * losses.squared_error(pred, batch["y"])  # squared_error is ½ mean (ŷ − y)²
-        return mse, (state, {})
-
-    def manual_value_and_grad(params, state, batch, key):
-        pred, (cell_cache, out_cache, hs) = _forward(cfg, params, batch["x"])
-        half_mse, dpred = losses.squared_error_value_and_grad(pred, batch["y"])
-        grads = {}
-        grads["out"], dhT = layers.affine_backward(params["out"], out_cache, 2.0 * dpred[:, None])
-        no_outputs = jnp.zeros_like(hs)
-        if cfg.cell == "lstm":
-            grads["cell"], _, _ = rec.lstm_backward(
-                params["cell"], cell_cache, no_outputs, (dhT, jnp.zeros_like(dhT))
-            )
-        else:
-            grads["cell"], _, _ = rec.rnn_backward(params["cell"], cell_cache, no_outputs, dhT)
-        return (2.0 * half_mse, (state, {})), grads
-
-    def predict(params, state, x):
-        return apply(cfg, params, x)
-
+    bind = functools.partial
     return Model(
-        name=f"sequence_regressor_{cfg.cell}",
-        init=init_fn,
-        loss=loss,
-        manual_value_and_grad=manual_value_and_grad,
-        predict=predict,
+        f"{KIND}_{cfg.cell}",
+        bind(init, cfg),
+        bind(loss, cfg),
+        bind(manual_value_and_grad, cfg),
+        bind(predict, cfg),
     )
+
+
+def toy(cfg: SequenceRegressorConfig) -> SequenceRegressorConfig:
+    """A small float64 instance of the same cell, for gradient checks."""
+    return replace(cfg, input_dim=2, hidden_dim=min(cfg.hidden_dim, 5), dtype="float64")
+
+
+def example_batch(
+    cfg: SequenceRegressorConfig, key: jax.Array, size: int = 4, length: int = 6
+) -> dict:
+    x_key, y_key = jax.random.split(key)
+    return {
+        "x": jax.random.normal(x_key, (size, length, cfg.input_dim), jnp.dtype(cfg.dtype)),
+        "y": jax.random.normal(y_key, (size,), jnp.dtype(cfg.dtype)),
+    }

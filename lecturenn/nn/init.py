@@ -40,14 +40,18 @@ def fans(shape: Shape) -> tuple[int, int]:
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
+def glorot_bound(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    """b = gain·√6/√(fan_in + fan_out), the half-width of Glorot's uniform distribution."""
+    return gain * math.sqrt(6.0 / (fan_in + fan_out))
+
+
 def glorot_uniform(key: Array, shape: Shape, dtype=jnp.float32, gain: float = 1.0) -> Array:
     """U[-b, b] with b = gain·√6/√(fan_in + fan_out) (Glorot & Bengio 2010; CS224n notes §2.6).
 
     The variance 2/(fan_in + fan_out) keeps both activation and gradient variances about constant
     from layer to layer for tanh units; gain = 4 is the variant for sigmoid units.
     """
-    fan_in, fan_out = fans(shape)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    bound = glorot_bound(*fans(shape), gain=gain)
     return jax.random.uniform(key, tuple(shape), dtype, -bound, bound)
 
 

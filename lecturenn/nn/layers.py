@@ -7,6 +7,7 @@ Caches hold only what the backward needs and are meant to be consumed inside the
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -113,6 +114,17 @@ def sentence_windows(ids: Array, window_size: int, pad_id: int) -> Array:
 # --- dropout -----------------------------------------------------------------------------------
 
 
+def is_number(value) -> bool:
+    """True for a plain (Python or NumPy) number; False for a traced value (a vmapped sweep)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def dropout_active(rate) -> bool:
+    """Whether a dropout rate may be non-zero: a traced rate always counts, so that trials of a
+    sweep that differ in it share one program (the mask of a zero rate keeps every unit)."""
+    return not is_number(rate) or rate > 0
+
+
 def dropout_forward(x: Array, rate: float, key: Array, train: bool) -> tuple[Array, Array]:
     """Inverted dropout (Srivastava et al. 2014; CS224n): y = x ∘ mask, mask ∈ {0, 1/(1-rate)}.
 
@@ -120,7 +132,7 @@ def dropout_forward(x: Array, rate: float, key: Array, train: bool) -> tuple[Arr
     the network unchanged. When ``train`` is False or ``rate`` is 0, y = x and the mask is a
     scalar 1 (so the backward is a multiply that XLA removes).
     """
-    static_rate = isinstance(rate, (int, float))
+    static_rate = is_number(rate)
     if static_rate and not 0.0 <= rate < 1.0:
         raise UserError(f"dropout rate must be in [0, 1), got {rate}")
     if not train or (static_rate and rate == 0.0):

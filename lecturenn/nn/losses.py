@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -193,6 +194,81 @@ def max_margin_value_and_grad(
 
 def max_margin_grad(s: Array, s_c: Array, mask: Array | None = None) -> tuple[Array, Array]:
     return max_margin_value_and_grad(s, s_c, mask)[1]
+
+
+# --- the window tagger's max-margin objective (CS224n notes 3 §1.5; Collobert et al. 2011) -----
+
+
+def corrupt_centre_words(word_windows: Array, key: Array, vocab_size: int) -> Array:
+    """The notes' corrupt windows: each window's centre word replaced by a word drawn uniformly
+    from the vocabulary (ids 2 .. vocab_size − 1: never <pad> = 0 or <unk> = 1).
+
+    ``word_windows``: (S, L, w) word ids of the window around each of L tokens of S sentences.
+    One key per sentence, so the draw at a position does not depend on how much padding follows.
+    """
+    num_sentences, length, window_size = word_windows.shape
+    draw = jax.vmap(lambda k: jax.random.randint(k, (length,), 2, max(vocab_size, 3)))
+    centre = draw(jax.random.split(key, num_sentences)).astype(word_windows.dtype)
+    return word_windows.at[:, :, window_size // 2].set(centre)
+
+
+def _tag_margin_terms(scores: Array, tags: Array, corrupt: Array | None):
+    """(one-hot gold, s, s_c): the score s = s_t[y_t] of each labelled window and its negatives —
+    the best-scoring wrong tag max_{k≠y} s_t[k], and (with ``corrupt``) the corrupt window's
+    score for the gold tag s̃_t[y_t]; with both, a leading axis of 2 holds the two terms."""
+    gold = jax.nn.one_hot(tags, scores.shape[-1], dtype=scores.dtype)
+    s = jnp.sum(scores * gold, axis=-1)
+    s_tag = jnp.max(jnp.where(gold > 0, -jnp.inf, scores), axis=-1)
+    if corrupt is None:
+        return gold, s, s_tag
+    s_corrupt = jnp.sum(corrupt * gold, axis=-1)
+    return gold, jnp.stack([s, s]), jnp.stack([s_corrupt, s_tag])
+
+
+def tag_max_margin(
+    scores: Array, tags: Array, mask: Array | None = None, corrupt: Array | None = None
+) -> Array:
+    """J = mean over labelled tokens and negatives of max(0, 1 − s + s_c) (CS224n notes 3 §1.5).
+
+    ``scores`` (..., K) are each token's tag scores, ``tags`` (...) the gold tags and ``mask`` the
+    labelled positions. Negatives: the best wrong tag of the same window (which teaches the tagger
+    to tell tags apart), and with ``corrupt`` (..., K), the scores of the windows whose centre word
+    was replaced (``corrupt_centre_words``), for the same tag.
+    """
+    _, s, s_c = _tag_margin_terms(scores, tags, corrupt)
+    return max_margin(s, s_c, None if mask is None else jnp.broadcast_to(mask, s.shape))
+
+
+def tag_max_margin_value_and_grad(
+    scores: Array, tags: Array, mask: Array | None = None, corrupt: Array | None = None
+) -> tuple[Array, tuple[Array, Array | None]]:
+    """(J, (∂J/∂scores, ∂J/∂corrupt or None)) of :func:`tag_max_margin`.
+
+    ∂s/∂scores is the gold one-hot; ∂ max_{k≠y} s[k] / ∂scores is the one-hot of the arg max over
+    the wrong tags (a subgradient at ties); ∂s̃/∂corrupt is the gold one-hot.
+    """
+    gold, s, s_c = _tag_margin_terms(scores, tags, corrupt)
+    value, (ds, ds_c) = max_margin_value_and_grad(
+        s, s_c, None if mask is None else jnp.broadcast_to(mask, s.shape)
+    )
+    wrong_tag = jnp.argmax(jnp.where(gold > 0, -jnp.inf, scores), axis=-1)
+    wrong = jax.nn.one_hot(wrong_tag, scores.shape[-1], dtype=scores.dtype)
+    if corrupt is None:
+        return value, (gold * ds[..., None] + wrong * ds_c[..., None], None)
+    dscores = gold * (ds[0] + ds[1])[..., None] + wrong * ds_c[1][..., None]
+    return value, (dscores, gold * ds_c[0][..., None])
+
+
+# --- accuracy ------------------------------------------------------------------------------------
+
+
+def accuracy(scores: Array, labels: Array, mask: Array | None = None) -> Array:
+    """Fraction of rows whose highest score is the label (``mask``: a 0/1 weight per row)."""
+    hits = (jnp.argmax(scores, axis=-1) == labels).astype(jnp.float32)
+    if mask is None:
+        return jnp.mean(hits)
+    mask = jnp.asarray(mask, hits.dtype)
+    return jnp.sum(hits * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 LOSSES: dict[str, Loss] = {

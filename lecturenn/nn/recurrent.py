@@ -27,6 +27,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lecturenn.nn import init as init_lib
+from lecturenn.nn import layers
+from lecturenn.nn.init import Initializer
+
 Array = jax.Array
 Params = dict[str, Array]
 
@@ -45,29 +49,28 @@ def rnn_init(
     hidden_dim: int,
     *,
     kind: str = "tanh",
-    scale: float | None = None,
+    w_x: Initializer | None = None,
+    w_h: Initializer | None = None,
     dtype: Any = jnp.float32,
 ) -> Params:
-    """Parameters of a vanilla RNN, ``{"Wx": (D, H), "Wh": (H, H), "b": (H,)}``.
+    """Parameters of a vanilla RNN, ``{"Wx": (D, H), "Wh": (H, H), "b": (H,)}``, b = 0.
 
-    ``kind="tanh"`` or ``"relu"``: W_x and W_h have N(0, scale²) entries, with ``scale``
-    defaulting to 1/√fan_in for each matrix (1/√D and 1/√H); b = 0.
-    ``kind="irnn"`` (Le, Jaitly & Hinton 2015): W_h = I, b = 0 and W_x ~ N(0, scale²) with
-    ``scale`` defaulting to 0.001, their input-weight std; run it with ``activation="relu"``.
+    ``w_x`` and ``w_h`` are nn/init.py initializers. Defaults: for ``kind="tanh"`` or ``"relu"``
+    N(0, 1/fan_in) for both matrices (``init.normal_fan_in``); for ``kind="irnn"`` (Le, Jaitly &
+    Hinton 2015) W_h = I and W_x ~ N(0, 0.001²), their input-weight std; run the IRNN with
+    ``activation="relu"``.
     """
     if kind not in _RNN_KINDS:
         raise ValueError(f"rnn_init: kind must be one of {_RNN_KINDS}, got {kind!r}")
+    irnn = kind == "irnn"
+    w_x = w_x or (init_lib.normal(0.001) if irnn else init_lib.normal_fan_in)
+    w_h = w_h or (init_lib.identity if irnn else init_lib.normal_fan_in)
     key_x, key_h = jax.random.split(key)
-    if kind == "irnn":
-        std_x = 0.001 if scale is None else scale
-        Wx = std_x * jax.random.normal(key_x, (input_dim, hidden_dim), dtype)
-        Wh = jnp.eye(hidden_dim, dtype=dtype)
-    else:
-        std_x = input_dim**-0.5 if scale is None else scale
-        std_h = hidden_dim**-0.5 if scale is None else scale
-        Wx = std_x * jax.random.normal(key_x, (input_dim, hidden_dim), dtype)
-        Wh = std_h * jax.random.normal(key_h, (hidden_dim, hidden_dim), dtype)
-    return {"Wx": Wx, "Wh": Wh, "b": jnp.zeros((hidden_dim,), dtype)}
+    return {
+        "Wx": w_x(key_x, (input_dim, hidden_dim), dtype),
+        "Wh": w_h(key_h, (hidden_dim, hidden_dim), dtype),
+        "b": init_lib.zeros(None, (hidden_dim,), dtype),
+    }
 
 
 def lstm_init(
@@ -84,26 +87,22 @@ def lstm_init(
 
     ``init="uniform"`` (Zaremba et al. 2014): every entry, biases included, ~ U[−scale, scale]
     (0.1 small, 0.05 medium, 0.04 large). ``init="glorot"``: each H-wide gate block of W_x and W_h
-    is Glorot-uniform, U[±√(6/(fan_in + H))]; b = 0 (``scale`` unused).
-    ``forget_bias`` is then *added* to the forget-gate block b[H:2H] (Gers et al. 2000;
-    Le et al. 2015 use 1–10 on the adding problem); 0.0 leaves Zaremba's init unchanged.
+    is Glorot-uniform, U[±√(6/(fan_in + H))] (``init.glorot_bound`` of one block); b = 0
+    (``scale`` unused). ``forget_bias`` is then *added* to the forget-gate block b[H:2H] (Gers et
+    al. 2000; Le et al. 2015 use 1–10 on the adding problem); 0.0 leaves the init unchanged.
     """
     if init not in _LSTM_INITS:
         raise ValueError(f"lstm_init: init must be one of {_LSTM_INITS}, got {init!r}")
     D, H = input_dim, hidden_dim
     key_x, key_h, key_b = jax.random.split(key, 3)
     if init == "uniform":
-        Wx = jax.random.uniform(key_x, (D, 4 * H), dtype, -scale, scale)
-        Wh = jax.random.uniform(key_h, (H, 4 * H), dtype, -scale, scale)
-        b = jax.random.uniform(key_b, (4 * H,), dtype, -scale, scale)
+        w_x = w_h = w_b = init_lib.uniform(scale)
     else:
-        limit_x = (6.0 / (D + H)) ** 0.5
-        limit_h = (6.0 / (H + H)) ** 0.5
-        Wx = jax.random.uniform(key_x, (D, 4 * H), dtype, -limit_x, limit_x)
-        Wh = jax.random.uniform(key_h, (H, 4 * H), dtype, -limit_h, limit_h)
-        b = jnp.zeros((4 * H,), dtype)
-    b = b.at[H : 2 * H].add(forget_bias)
-    return {"Wx": Wx, "Wh": Wh, "b": b}
+        w_x = init_lib.uniform(init_lib.glorot_bound(D, H))
+        w_h = init_lib.uniform(init_lib.glorot_bound(H, H))
+        w_b = init_lib.zeros
+    b = w_b(key_b, (4 * H,), dtype).at[H : 2 * H].add(forget_bias)
+    return {"Wx": w_x(key_x, (D, 4 * H), dtype), "Wh": w_h(key_h, (H, 4 * H), dtype), "b": b}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,79 +282,109 @@ def lstm_backward(
 
 
 # ---------------------------------------------------------------------------------------------
-# Multi-layer LSTM with dropout on the non-recurrent connections (Zaremba et al. 2014)
+# Stacked layers with dropout on the non-recurrent connections (Zaremba et al. 2014)
 
 
-class LSTMStackCache(NamedTuple):
-    layers: list[LSTMCache]  # one per layer, bottom first
-    masks: list[Array | None]  # L + 1 inverted-dropout masks (None: no dropout), see below
+class StackCache(NamedTuple):
+    layers: list  # one RNNCache or LSTMCache per layer, bottom first
+    masks: list[Array]  # L + 1 inverted-dropout masks (a scalar 1 where dropout is off), see below
+
+
+def _dropout_keys(key: Array | None, count: int, rate: float, train: bool) -> list:
+    if not (train and layers.dropout_active(rate)):
+        return [None] * count
+    if key is None:
+        raise ValueError("a recurrent stack trains with dropout only with key=jax.random.key(...)")
+    return list(jax.random.split(key, count))
+
+
+def _stack_forward(run_layer, params_list, xs, states, dropout_rate, key, train):
+    """Layer l's hs are layer l+1's xs. Dropout (Zaremba et al. 2014, §3) acts only on the
+    non-recurrent connections, at L + 1 places: on the input of every layer (``masks[l]``: the
+    embeddings for l = 0, layer l−1's hs above it) and on the top layer's hs (``masks[L]``), i.e.
+    before the softmax; never on h_{t-1} → h_t or c. Masks are drawn per time step and unit."""
+    keys = _dropout_keys(key, len(params_list) + 1, dropout_rate, train)
+    use = keys[0] is not None
+    masks, caches, finals = [], [], []
+    inputs = xs
+    for params, state, site_key in zip(params_list, states, keys[:-1], strict=True):
+        inputs, mask = layers.dropout_forward(inputs, dropout_rate, site_key, use)
+        inputs, final_state, cache = run_layer(params, inputs, state)
+        masks.append(mask)
+        caches.append(cache)
+        finals.append(final_state)
+    top, mask = layers.dropout_forward(inputs, dropout_rate, keys[-1], use)
+    masks.append(mask)
+    return top, finals, StackCache(caches, masks)
+
+
+def _stack_backward(backward_layer, params_list, cache: StackCache, dhs_top, dstates):
+    """Top layer first; a dropout site's backward is the same mask multiply (∂(m ∘ x)/∂x = m)."""
+    delta = layers.dropout_backward(cache.masks[-1], dhs_top)
+    dlayers, dstates0 = [], []
+    for l in reversed(range(len(params_list))):
+        dparams, delta, dstate0 = backward_layer(params_list[l], cache.layers[l], delta, dstates[l])
+        delta = layers.dropout_backward(cache.masks[l], delta)
+        dlayers.append(dparams)
+        dstates0.append(dstate0)
+    return dlayers[::-1], delta, dstates0[::-1]
+
+
+def rnn_stack_forward(
+    layers_params: list[Params],
+    xs: Array,
+    h0s: list[Array],
+    *,
+    activation: str = "tanh",
+    dropout_rate: float = 0.0,
+    key: Array | None = None,
+    train: bool = False,
+) -> tuple[Array, list[Array], StackCache]:
+    """L stacked vanilla-RNN layers (``rnn_forward``) with the dropout sites of
+    :func:`lstm_stack_forward`. ``h0s``: one (B, H) initial state per layer. Returns the
+    (dropped-out) top hs (T, B, H), each layer's h_T and the cache for ``rnn_stack_backward``."""
+
+    def run_layer(params, inputs, h0):
+        hs, cache = rnn_forward(params, inputs, h0, activation=activation)
+        return hs, hs[-1], cache
+
+    return _stack_forward(run_layer, layers_params, xs, h0s, dropout_rate, key, train)
+
+
+def rnn_stack_backward(
+    layers_params: list[Params], cache: StackCache, dhs_top: Array, dhTs: list[Array]
+) -> tuple[list[Params], Array, list[Array]]:
+    """Backward of :func:`rnn_stack_forward`; ``dhTs``: one (B, H) gradient arriving at each
+    layer's h_T. Returns ``(dlayers, dxs, dh0s)``."""
+    return _stack_backward(rnn_backward, layers_params, cache, dhs_top, dhTs)
 
 
 def lstm_stack_forward(
-    layers: list[Params],
+    layers_params: list[Params],
     xs: Array,
     states: list[tuple[Array, Array]],
     *,
     dropout_rate: float = 0.0,
     key: Array | None = None,
     train: bool = False,
-) -> tuple[Array, list[tuple[Array, Array]], LSTMStackCache]:
-    """L stacked LSTMs; layer l's hs are layer l+1's xs.
-
-    Dropout (Zaremba et al. 2014, §3) acts only on the non-recurrent connections, at L + 1 places:
-    on the input of every layer (``masks[l]`` multiplies the input of layer l: the embeddings for
-    l = 0, layer l−1's hs above it) and on the top layer's hs (``masks[L]``), i.e. before the
-    softmax. Never on h_{t-1} → h_t or c. Inverted dropout: a kept unit is scaled by 1/(1 − rate),
-    so evaluation (``train=False``) uses the weights as they are. Masks are drawn independently
-    per time step and unit from ``key`` (required when ``train`` and ``dropout_rate > 0``).
+) -> tuple[Array, list[tuple[Array, Array]], StackCache]:
+    """L stacked LSTMs (``lstm_forward``); dropout on the L + 1 non-recurrent connections as
+    Zaremba et al. (2014, §3): the input of every layer and the top layer's output. Inverted
+    dropout: a kept unit is scaled by 1/(1 − rate), so evaluation (``train=False``) uses the weights
+    as they are (``key`` is required when ``train`` and ``dropout_rate > 0``).
 
     ``states`` is one (h0, c0) per layer. Returns the (dropped-out) top hs (T, B, H_top), one
     (h_T, c_T) per layer and the cache for :func:`lstm_stack_backward`.
     """
-    use_dropout = train and dropout_rate > 0.0
-    if use_dropout and key is None:
-        raise ValueError("lstm_stack_forward: pass key=jax.random.key(...) to train with dropout")
-    keep = 1.0 - dropout_rate
-    keys = jax.random.split(key, len(layers) + 1) if use_dropout else [None] * (len(layers) + 1)
-
-    def mask_like(site_key, x):
-        if not use_dropout:
-            return None
-        return jax.random.bernoulli(site_key, keep, x.shape).astype(x.dtype) / keep
-
-    masks, caches, new_states = [], [], []
-    inputs = xs
-    for params, state, site_key in zip(layers, states, keys[:-1], strict=True):
-        mask = mask_like(site_key, inputs)
-        inputs = inputs if mask is None else inputs * mask
-        inputs, final_state, cache = lstm_forward(params, inputs, state)
-        masks.append(mask)
-        caches.append(cache)
-        new_states.append(final_state)
-    mask = mask_like(keys[-1], inputs)
-    masks.append(mask)
-    hs_top = inputs if mask is None else inputs * mask
-    return hs_top, new_states, LSTMStackCache(caches, masks)
+    return _stack_forward(lstm_forward, layers_params, xs, states, dropout_rate, key, train)
 
 
 def lstm_stack_backward(
-    layers: list[Params],
-    cache: LSTMStackCache,
+    layers_params: list[Params],
+    cache: StackCache,
     dhs_top: Array,
     dstates: list[tuple[Array, Array]],
 ) -> tuple[list[Params], Array, list[tuple[Array, Array]]]:
-    """Backward of :func:`lstm_stack_forward`: top layer first; a dropout site's backward is
-    the same mask multiply (∂(m ∘ x)/∂x = m).
-
-    ``dstates`` is one (dhT, dcT) per layer. Returns ``(dlayers, dxs, dstates0)`` where
-    ``dstates0`` is one (dh0, dc0) per layer.
-    """
-    masks = cache.masks
-    delta = dhs_top if masks[-1] is None else dhs_top * masks[-1]
-    dlayers, dstates0 = [], []
-    for l in reversed(range(len(layers))):
-        dparams, delta, dstate0 = lstm_backward(layers[l], cache.layers[l], delta, dstates[l])
-        delta = delta if masks[l] is None else delta * masks[l]
-        dlayers.append(dparams)
-        dstates0.append(dstate0)
-    return dlayers[::-1], delta, dstates0[::-1]
+    """Backward of :func:`lstm_stack_forward`. ``dstates`` is one (dhT, dcT) per layer. Returns
+    ``(dlayers, dxs, dstates0)`` where ``dstates0`` is one (dh0, dc0) per layer."""
+    return _stack_backward(lstm_backward, layers_params, cache, dhs_top, dstates)

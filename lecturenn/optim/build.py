@@ -49,6 +49,7 @@ def build_optimizer(
     l2: float = 0.0,
     fan_in_scaling: bool = False,
     params: Any = None,
+    labels: Any = None,
     lr_scale: bool = True,
     **optimizer_kwargs: Any,
 ) -> optax.GradientTransformation:
@@ -59,6 +60,7 @@ def build_optimizer(
     a dict such as {"kind": "step_decay", "step_size": 1000, "factor": 0.5}; its initial value is
     `learning_rate`. With `lr_scale` the loop can halve the rate via `set_lr_scale`.
     `name` and `optimizer_kwargs` go to `get_optimizer` ("adam" is ours, "optax:adam" optax's).
+    `labels`: what each leaf of the params is (optim/regularize.py; default: read off the keys).
     """
     if schedule is not None:
         if callable(learning_rate):
@@ -84,11 +86,11 @@ def build_optimizer(
         parts.append(clipping.clip_elementwise(clip_elementwise))
     # a traced strength (a vmapped sweep over l2) always gets its term; a number only when > 0
     if not is_concrete(l2) or l2 > 0:
-        parts.append(add_l2(l2))
+        parts.append(add_l2(l2, labels))
     if not is_concrete(l1) or l1 > 0:
-        parts.append(add_l1(l1))
+        parts.append(add_l1(l1, labels))
     optimizer = get_optimizer(name, learning_rate, **optimizer_kwargs)
     parts.append(inject_lr_scale(optimizer) if lr_scale else optimizer)
     if fan_in_scaling:
-        parts.append(scale_by_fan_in(params))
+        parts.append(scale_by_fan_in(params, labels))
     return optax.chain(*parts)

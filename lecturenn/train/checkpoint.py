@@ -21,6 +21,7 @@ truncated or altered checkpoint is refused with the file named.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -221,6 +222,12 @@ def _verify(folder: Path) -> dict[str, Any]:
     return json.loads((folder / META).read_text())
 
 
+def verify(path_or_dir: str | Path) -> dict[str, Any]:
+    """Check a checkpoint (a ``step_*`` folder, or the latest in a folder of them) against its
+    manifest, manifest first; return its meta (the ``meta`` given to ``save_checkpoint``)."""
+    return _verify(_resolve(Path(path_or_dir)))["meta"]
+
+
 def _rebuild(key: str, stored: np.ndarray, record: dict, like_leaf: Any, source: Path) -> Any:
     if _is_prng_key(like_leaf):
         impl = str(jax.random.key_impl(like_leaf))
@@ -279,3 +286,49 @@ def load_checkpoint(
                 leaves.append(_rebuild(key, npz[key], records[key], like_leaf, source))
             payload[name] = tree_unflatten(treedef, leaves)
     return payload, stored_meta["meta"]
+
+
+class Checkpointer:
+    """Saves and restores a run's whole training state after each epoch: params, model state,
+    optimizer state, the loop's RNG key, the best params so far and the history (a dataclass,
+    stored in meta.json), so that a resumed run continues bit-identically."""
+
+    def __init__(self, directory, keep: int = 2):
+        self.directory, self.keep = Path(directory), keep
+
+    def has_checkpoint(self) -> bool:
+        return latest_checkpoint(self.directory) is not None
+
+    def save(self, params, state, opt_state, key, best, history) -> Path:
+        payload = {
+            "params": params,
+            "state": state,
+            "opt_state": opt_state,
+            "key": key,
+            "best_params": best[0],
+            "best_state": best[1],
+        }
+        meta = {"step": len(history.epochs), "history": dataclasses.asdict(history)}
+        return save_checkpoint(self.directory, payload, meta, keep=self.keep)
+
+    def restore(self, params, state, opt_state, key):
+        """(params, state, opt_state, key, (best params, best state), history dict) of the
+        latest checkpoint, read into the structures of the arguments."""
+        like = {
+            "params": params,
+            "state": state,
+            "opt_state": opt_state,
+            "key": key,
+            "best_params": params,
+            "best_state": state,
+        }
+        payload, meta = load_checkpoint(self.directory, like)
+        best = (payload["best_params"], payload["best_state"])
+        return (
+            payload["params"],
+            payload["state"],
+            payload["opt_state"],
+            payload["key"],
+            best,
+            meta["history"],
+        )

@@ -1,4 +1,4 @@
-"""Evaluation metrics: token accuracy, perplexity, confusion matrix, and entity-level P/R/F1.
+"""Evaluation metrics: perplexity, confusion matrix, and entity-level P/R/F1.
 
 Entity scores follow conlleval (the CoNLL-2000/2003 shared-task script, as used by Collobert et al.
 2011 and the CS224n NER assignment): a predicted entity counts as correct only when its type, first
@@ -14,15 +14,6 @@ import jax
 import jax.numpy as jnp
 
 from lecturenn.data.schemes import extract_entities
-
-
-def accuracy(pred: jax.Array, gold: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Fraction of positions where ``pred == gold``, counting only positions where ``mask`` is 1."""
-    hits = (jnp.asarray(pred) == jnp.asarray(gold)).astype(jnp.float32)
-    if mask is None:
-        return hits.mean()
-    mask = jnp.asarray(mask, dtype=hits.dtype)
-    return (hits * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
 def perplexity(mean_nll: float | jax.Array) -> jax.Array:

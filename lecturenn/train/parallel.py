@@ -3,8 +3,11 @@ are replicated, and the compiler inserts the all-reduce of the gradients.
 
 The loss is a mean over the global batch, so the gradient of each replica's shard, summed over the
 devices by the all-reduce, is the global batch's gradient: one step on N devices equals one step on
-one device up to the order of the float additions. Nothing here knows about the model: the epoch is
-``loop.make_epoch``'s, run on a model whose batches are constrained to the "data" sharding.
+one device up to the order of the float additions. Nothing here knows about the model or the kind
+of epoch: any epoch of train/epochs.py (shuffled, bucketed sentences, text streams) becomes data
+parallel when its step is built on ``shard_model(model, mesh)`` — every batch's leading axis
+(examples, sentences, streams) split over the devices — and it is called through
+``on_mesh(epoch, mesh)``, which places its inputs on the mesh.
 
 Running on a multi-GPU node / a TPU pod slice
 ---------------------------------------------
@@ -20,14 +23,17 @@ The epoch plugs into ``loop.fit`` through ``epoch_fn``. A complete script, ``tra
     import jax
     from lecturenn.models import mlp
     from lecturenn.optim.build import build_optimizer
-    from lecturenn.train import loop
+    from lecturenn.train import epochs, loop, step
     model = mlp.make(mlp.MLPConfig(input_dim=64, num_classes=10, hidden=(512,)))
     optimizer = build_optimizer("adam", 1e-3)
     train = ...                                 # the same {"x", "y"} arrays on every host
     mesh = parallel.make_mesh()                 # every device of every process, axis "data"
-    epoch = parallel.make_parallel_epoch(model, optimizer, batch_size=256, mesh=mesh)
-    params, state, history = loop.fit(model, optimizer, train, epochs=10, batch_size=256,
-                                      key=jax.random.PRNGKey(0), epoch_fn=epoch)
+    sharded = parallel.shard_model(model, mesh)
+    epoch = epochs.shuffled(step.make_step(sharded, optimizer, jit=False),
+                            num_examples=len(train["y"]), batch_size=256)
+    params, state, history = loop.fit(model, optimizer, train, epochs=10,
+                                      key=jax.random.PRNGKey(0),
+                                      epoch_fn=parallel.on_mesh(epoch, mesh))
 
 - One node with 8 GPUs (one process sees them all): ``python train_dp.py``.
 - Two 8-GPU nodes (16 devices; node 0 at 10.0.0.1 serves the rendezvous on port 12355):
@@ -47,6 +53,7 @@ devices in one process.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import jax
@@ -55,7 +62,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lecturenn.errors import UserError
 from lecturenn.models.base import Model
-from lecturenn.train import loop
 
 DATA_AXIS = "data"
 
@@ -67,13 +73,18 @@ def init_distributed(
     *,
     timeout_s: int = 120,
 ) -> None:
-    """Join a multi-process JAX run (call before any other JAX call in the process).
+    """Join a multi-process JAX run (call before any other JAX computation in the process).
 
     ``coordinator`` is "host:port" of process 0, which serves the rendezvous; every process gets
-    the same ``num_processes`` and its own ``process_id`` in 0..num_processes-1. Left out (all
-    three), JAX detects them on Cloud TPU, Slurm and Open MPI. CPU processes talk through gloo
-    collectives. ``timeout_s`` bounds the wait for the other processes.
+    the same ``num_processes`` and its own ``process_id`` in 0..num_processes-1. Left out, they
+    are read from the environment variables ``LECTURENN_COORDINATOR``, ``LECTURENN_NUM_PROCESSES``
+    and ``LECTURENN_PROCESS_ID`` when set (any machines: ``lecturenn run`` with
+    ``parallel.distributed = true`` on each), else JAX detects them on Cloud TPU, Slurm and
+    Open MPI. CPU processes talk through gloo collectives. ``timeout_s`` bounds the wait for the
+    other processes.
     """
+    if coordinator is None and num_processes is None and process_id is None:
+        coordinator, num_processes, process_id = _from_environment()
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
         raise UserError("give coordinator, num_processes and process_id together, or none of them")
@@ -86,6 +97,22 @@ def init_distributed(
         process_id=process_id,
         initialization_timeout=timeout_s,
     )
+
+
+def _from_environment() -> tuple[str | None, int | None, int | None]:
+    names = ("LECTURENN_COORDINATOR", "LECTURENN_NUM_PROCESSES", "LECTURENN_PROCESS_ID")
+    values = [os.environ.get(name) for name in names]
+    if not any(values):
+        return None, None, None
+    if not all(values):
+        missing = [n for n, v in zip(names, values, strict=True) if not v]
+        raise UserError(f"set {', '.join(names)} together; missing {', '.join(missing)}")
+    try:
+        return values[0], int(values[1]), int(values[2])
+    except ValueError:
+        raise UserError(
+            f"{names[1]}={values[1]!r} and {names[2]}={values[2]!r} must be integers"
+        ) from None
 
 
 def make_mesh(num_devices: int | None = None, devices=None) -> Mesh:
@@ -107,6 +134,18 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
+
+
+def local_copy(tree):
+    """Each leaf as this process's own copy: a replicated array that spans several processes
+    (a multi-host run) becomes its first local shard, so it can be saved or evaluated here."""
+
+    def local(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return leaf.addressable_data(0)
+        return leaf
+
+    return jax.tree_util.tree_map(local, tree)
 
 
 def shard_batch(batch, mesh: Mesh):
@@ -140,41 +179,26 @@ def shard_model(model: Model, mesh: Mesh) -> Model:
     return model._replace(loss=loss, manual_value_and_grad=manual_value_and_grad)
 
 
-def make_parallel_epoch(
-    model: Model,
-    optimizer,
-    *,
-    grads: str = "manual",
-    batch_size: int,
-    mesh: Mesh,
-    driver: str = "scan",
-    augment: Callable | None = None,
-) -> Callable:
-    """``loop.make_epoch`` with batches split over ``mesh``'s "data" axis and params replicated.
-
-    epoch(params, state, opt_state, data, key) -> (params, state, opt_state, loss, aux means), the
-    same signature and the same result (up to float reduction order) as the one-device epoch.
-    Inputs are placed replicated on the mesh (a no-op when they already are); every device then
-    gathers only its own rows of each batch from its copy of the data.
-    """
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     num_devices = mesh.devices.size
     if batch_size % num_devices:
         raise UserError(
             f"train.batch_size={batch_size} must be divisible by the number of devices "
             f"({num_devices}) so that each gets an equal shard"
         )
-    inner = loop.make_epoch(
-        shard_model(model, mesh),
-        optimizer,
-        grads=grads,
-        batch_size=batch_size,
-        driver=driver,
-        augment=augment,
-    )
 
+
+def on_mesh(epoch: Callable, mesh: Mesh) -> Callable:
+    """``epoch(params, state, opt_state, data, key)`` with its inputs placed on ``mesh``.
+
+    The same signature and the same result (up to float reduction order) as the one-device epoch
+    when ``epoch``'s step is built on ``shard_model(model, mesh)``. Params, state, optimizer state
+    and key are replicated (a no-op when they already are); the data is replicated once, on the
+    first call, and every device then gathers only its own rows of each batch from its copy.
+    """
     placed_data: dict = {"source": [], "placed": None}
 
-    def epoch(params, state, opt_state, data, key):
+    def run(params, state, opt_state, data, key):
         # ``fit`` passes the same training set every epoch: copy it to the devices only once.
         leaves = jax.tree_util.tree_leaves(data)
         source = placed_data["source"]
@@ -184,6 +208,6 @@ def make_parallel_epoch(
         if not same:
             placed_data.update(source=leaves, placed=replicate(data, mesh))
         params, state, opt_state, key = replicate((params, state, opt_state, key), mesh)
-        return inner(params, state, opt_state, placed_data["placed"], key)
+        return epoch(params, state, opt_state, placed_data["placed"], key)
 
-    return epoch
+    return run

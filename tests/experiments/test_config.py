@@ -1,9 +1,12 @@
+import dataclasses
+
 import pytest
 
 from lecturenn.cli import main
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
-from lecturenn.experiments.tasks import classify as schemas
+from lecturenn.experiments import schemas
+from lecturenn.models.mlp import MLPConfig
 
 DIGITS = '[data]\nname = "digits"\n'
 MLP = '[model]\nkind = "mlp"\n'
@@ -20,7 +23,7 @@ def test_defaults_fill_what_the_file_does_not_say(tmp_path):
         write(tmp_path, "a.toml", MLP + DIGITS + "[optim]\nlearning_rate = 3\n")
     )
     assert cfg.optim.learning_rate == 3.0 and isinstance(cfg.optim.learning_rate, float)
-    assert cfg.model == schemas.MLPModel() and cfg.data == schemas.DigitsData()
+    assert cfg.model == MLPConfig() and cfg.data == schemas.DigitsData()
 
 
 def test_unknown_key_names_file_and_key(tmp_path):
@@ -57,7 +60,7 @@ def test_overrides_are_typed_and_checked(tmp_path):
         path,
         ["optim.learning_rate=0.01", "model.hidden=[8,4]", "optim.name=sgd", "train.patience=3"],
     )
-    assert (cfg.optim.learning_rate, cfg.model.hidden, cfg.optim.name) == (0.01, [8, 4], "sgd")
+    assert (cfg.optim.learning_rate, cfg.model.hidden, cfg.optim.name) == (0.01, (8, 4), "sgd")
     assert cfg.train.patience == 3
     with pytest.raises(UserError, match="unknown key 'optim.lr'"):
         config_lib.load_config(path, ["optim.lr=1"])
@@ -69,7 +72,7 @@ def test_extends_merges_base_and_detects_cycles(tmp_path):
     write(tmp_path, "base.toml", MLP + 'hidden = [9]\nactivation = "tanh"\n' + DIGITS)
     child = write(tmp_path, "child.toml", 'extends = "base.toml"\n[model]\nactivation = "relu"\n')
     cfg = config_lib.load_config(child)
-    assert cfg.model.hidden == [9] and cfg.model.activation == "relu"
+    assert cfg.model.hidden == (9,) and cfg.model.activation == "relu"
     write(tmp_path, "x.toml", 'extends = "y.toml"\n')
     write(tmp_path, "y.toml", 'extends = "x.toml"\n')
     with pytest.raises(UserError, match="cycle"):
@@ -95,10 +98,10 @@ def test_model_kind_and_data_name_select_their_schemas(tmp_path):
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
-    cfg = config_lib.Config(model=schemas.MLPModel(), data=schemas.DigitsData())
+    cfg = config_lib.Config(model=MLPConfig(), data=schemas.DigitsData())
     cfg.optim.schedule = {"kind": "step_decay", "step_size": 10, "factor": 0.5}
     cfg.train.patience = None
-    cfg.model.activation = ["tanh", "relu"]
+    cfg.model = dataclasses.replace(cfg.model, hidden=(8, 4), activation=("tanh", "relu"))
     path = write(tmp_path, "r.toml", config_lib.dumps_toml(config_lib.to_dict(cfg)))
     assert config_lib.load_config(path) == cfg
 

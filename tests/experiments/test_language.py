@@ -13,8 +13,10 @@ import pytest
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments.tasks import language
+from lecturenn.experiments.tasks.base import make_epoch, optimizer_for
 from lecturenn.models import rnn_lm
 from lecturenn.optim.build import build_optimizer
+from lecturenn.train.step import make_step
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 6
 
@@ -51,16 +53,21 @@ monitor = "perplexity"
 def test_epoch_is_an_in_order_pass_over_windows_carrying_the_state(char_config):
     cfg = config_lib.load_config(char_config)
     setup = language.build(cfg)
-    assert cfg.optim.schedule["steps_per_epoch"] == setup.train["x"].shape[0]
-    # the runner's steps_per_s counts these windows, not examples // batch_size
-    assert setup.steps_per_epoch == setup.train["x"].shape[0]
+    # the runner's steps_per_s and the per-epoch schedule count these windows
+    assert setup.epoch == "streams" and setup.steps_per_epoch == setup.train["x"].shape[0]
     lm_cfg = rnn_lm.RNNLMConfig(vocab_size=len(set(TEXT)), embed_dim=6, hidden_dim=6)
-    optimizer = build_optimizer("sgd", 0.5, clip_global_norm=5.0, schedule=dict(cfg.optim.schedule))
+    schedule = {**cfg.optim.schedule, "steps_per_epoch": setup.steps_per_epoch}
+    optimizer = build_optimizer("sgd", 0.5, clip_global_norm=5.0, schedule=schedule)
     params, state = setup.model.init(jax.random.PRNGKey(0))
     opt_state = optimizer.init(params)
     key = jax.random.PRNGKey(1)
-    new_params, new_state, _, nll, aux = setup.epoch_fn(params, state, opt_state, setup.train, key)
+    epoch = make_epoch(
+        setup, make_step(setup.model, optimizer_for(setup, setup.model, cfg.optim), jit=False),
+        cfg.train,
+    )
+    new_params, new_state, _, loss, aux = epoch(params, state, opt_state, setup.train, key)
     assert new_state == {}
+    row = setup.train_row(loss, aux)
 
     step = jax.jit(setup.model.manual_value_and_grad)
     lm_state, nlls = rnn_lm.zero_state(lm_cfg, 3), []
@@ -76,8 +83,8 @@ def test_epoch_is_an_in_order_pass_over_windows_carrying_the_state(char_config):
     )
     for got, want in leaves:
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
-    assert np.isclose(float(nll), np.mean(nlls), rtol=1e-5)
-    assert np.isclose(float(aux["perplexity"]), np.exp(float(nll)), rtol=1e-6)
+    assert np.isclose(row["train_loss"], np.mean(nlls), rtol=1e-5)
+    assert np.isclose(row["train_perplexity"], np.exp(row["train_loss"]), rtol=1e-6)
 
 
 def test_windowed_evaluation_equals_one_pass_over_the_streams(char_config):
@@ -103,16 +110,15 @@ def test_windowed_evaluation_equals_one_pass_over_the_streams(char_config):
 def test_nplm_builds_on_the_same_corpus_and_scores_uniform_as_vocab_size(char_config):
     cfg = config_lib.load_config(char_config, ["model.kind=nplm", "model.context=3"])
     setup = language.build(cfg)
-    assert setup.epoch_fn is None and setup.train["x"].shape[1] == 3
+    assert setup.epoch == "shuffled" and setup.train["x"].shape[1] == 3
     params, state = setup.model.init(jax.random.PRNGKey(0))
     params["out"] = jax.tree_util.tree_map(jnp.zeros_like, params["out"])
     assert np.isclose(setup.evaluate(params, state, setup.valid)["perplexity"], len(set(TEXT)))
 
 
-def test_accuracy_monitor_is_refused(char_config):
-    cfg = config_lib.load_config(char_config, ["train.monitor=accuracy"])
-    with pytest.raises(UserError, match="train.monitor"):
-        language.build(cfg)
+def test_accuracy_monitor_is_refused_when_the_config_is_read(char_config):
+    with pytest.raises(UserError, match="train.monitor.*perplexity, loss"):
+        config_lib.load_config(char_config, ["train.monitor=accuracy"])
 
 
 def test_shipped_lm_configs_validate():

@@ -16,9 +16,12 @@ from lecturenn.data import conll
 from lecturenn.data.schemes import is_valid
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
-from lecturenn.experiments import runner
+from lecturenn.experiments import inference, runner
 from lecturenn.experiments.tasks import tagging
 from lecturenn.models.base import Model
+from lecturenn.models.window_tagger import WindowTaggerConfig
+from lecturenn.train import epochs
+from lecturenn.train.step import make_step
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("ner_*.toml"))
 SHORT = 8  # every excerpt sentence fits one padded width: one compile per function
@@ -120,19 +123,19 @@ def test_evaluate_run_prints_the_table_and_writes_conlleval_input(trained_run, t
     run_dir, summary, data = trained_run
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LECTURENN_DATA", str(data))
-        table = tagging.evaluate_run(run_dir, "test", tmp_path / "pred.txt")
+        table = inference.evaluate_run(run_dir, "test", tmp_path / "pred.txt")
         assert f"FB1: {summary['test_f1']:6.2f}" in table.splitlines()[1]
         assert (tmp_path / "pred.txt").read_text() == (run_dir / "predictions_test.txt").read_text()
-        tagged = tagging.tag_text(run_dir, "Museums in Paris are amazing.")
+        tagged = inference.tag_text(run_dir, "Museums in Paris are amazing.")
         with pytest.raises(UserError, match="--split"):
-            tagging.evaluate_run(run_dir, "holdout")
+            inference.evaluate_run(run_dir, "holdout")
     assert [t for t, _ in tagged] == ["Museums", "in", "Paris", "are", "amazing", "."]
     tags = [tag for _, tag in tagged]
     assert is_valid(tags, "iob2") or is_valid(tags, "iob1")
 
 
 def test_tokenize_splits_punctuation_like_conll():
-    assert tagging.tokenize("Paris, France's U.S. 1996-08-22.") == [
+    assert inference.tokenize("Paris, France's U.S. 1996-08-22.") == [
         "Paris",
         ",",
         "France's",
@@ -153,10 +156,10 @@ def test_glove_rows_initialise_the_word_table(small_data, monkeypatch):
             "model.word_dim=8",
         ],
     )
-    prepared = tagging.prepare(cfg, ())
-    vocabs = prepared.vocabs
+    vectors = tagging.vectors_path(cfg.data)
+    vocabs = tagging.build_vocabs(cfg, tagging.read_split(cfg.data, "train"), vectors)
     assert "paris" in vocabs.words.index  # the file's words join the vocabulary
-    matrix, stats = tagging.pretrained_vectors(cfg, vocabs, prepared.vectors_path)
+    matrix, stats = tagging.pretrained_vectors(cfg, vocabs, vectors)
     assert stats.found == 2
     np.testing.assert_array_equal(matrix[vocabs.words.index["paris"]], np.full(8, 1.0))
     np.testing.assert_array_equal(matrix[vocabs.words.index["the"]], np.full(8, -0.5))
@@ -167,11 +170,11 @@ def test_glove_rows_initialise_the_word_table(small_data, monkeypatch):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_configs_validate(path):
     cfg = config_lib.load_config(path)
-    assert isinstance(cfg.model, tagging.WindowTaggerModel) and cfg.train.monitor == "f1"
+    assert isinstance(cfg.model, WindowTaggerConfig) and cfg.train.monitor == "f1"
 
 
 def test_width_classes():
-    assert [tagging.width_of(n) for n in (0, 1, 8, 9, 16, 17, 113)] == [8, 8, 8, 16, 16, 32, 128]
+    assert [epochs.width_of(n) for n in (0, 1, 8, 9, 16, 17, 113)] == [8, 8, 8, 16, 16, 32, 128]
 
 
 def test_epoch_visits_every_sentence_once_in_batches_of_its_width():
@@ -194,12 +197,16 @@ def test_epoch_visits_every_sentence_once_in_batches_of_its_width():
         return (jnp.sum(batch["mask"]), (state, {})), {"count": -counts}
 
     model = Model("counter", None, None, value_and_grad, None)
-    epoch = tagging.make_epoch(model, optax.sgd(1.0), grads="manual", batch_size=3, lengths=lengths)
+    step = make_step(model, optax.sgd(1.0), "manual", jit=False)
     params = {"count": jnp.zeros(num + 1)}
-    params, _, _, loss, _ = epoch(
-        params, {}, optax.sgd(1.0).init(params), data, jax.random.PRNGKey(0)
-    )
-    np.testing.assert_array_equal(params["count"][1:], lengths)
-    # traced once per padded width: 8 (lengths ≤ 8), 16 and 32
-    assert sorted(widths_seen) == [8, 16, 32]
-
+    results = {}
+    for driver in ("loop", "scan"):
+        widths_seen.clear()
+        epoch = epochs.bucketed(step, lengths=lengths, batch_size=3, driver=driver)
+        results[driver] = epoch(
+            params, {}, optax.sgd(1.0).init(params), data, jax.random.PRNGKey(0)
+        )
+        np.testing.assert_array_equal(results[driver][0]["count"][1:], lengths)
+        # traced once per padded width: 8 (lengths ≤ 8), 16 and 32 (the scan: one branch each)
+        assert sorted(widths_seen) == [8, 16, 32]
+    assert float(results["loop"][3]) == pytest.approx(float(results["scan"][3]))

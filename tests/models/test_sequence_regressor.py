@@ -19,7 +19,9 @@ def rel_err(a, b) -> float:
 
 @pytest.mark.parametrize("cell", ["tanh", "irnn", "lstm"])
 def test_manual_grads_match_jax_grad(cell):
-    cfg = sr.SequenceRegressorConfig(hidden_dim=6, cell=cell, init_scale=0.5, dtype="float64")
+    cfg = sr.SequenceRegressorConfig(
+        input_dim=2, hidden_dim=6, cell=cell, init_scale=0.5, dtype="float64"
+    )
     model = sr.make(cfg)
     params, state = model.init(jax.random.PRNGKey(0))
     # Larger output weights so every parameter gets a gradient well above rounding.
@@ -31,7 +33,7 @@ def test_manual_grads_match_jax_grad(cell):
 
 
 def test_loss_is_plain_mse_and_constant_one_scores_about_0_167():
-    cfg = sr.SequenceRegressorConfig(hidden_dim=3, cell="irnn", dtype="float64")
+    cfg = sr.SequenceRegressorConfig(input_dim=2, hidden_dim=3, cell="irnn", dtype="float64")
     model = sr.make(cfg)
     params, _ = model.init(jax.random.PRNGKey(0))
     params["out"] = {"W": jnp.zeros((3, 1)), "b": jnp.ones((1,))}  # ŷ = 1 for every sequence

@@ -52,11 +52,23 @@ def host_leaves(tree) -> list:
     return [np.asarray(x.addressable_data(0)).tolist() for x in jax.tree_util.tree_leaves(tree)]
 
 
+def sharded_epoch(model, optimizer, mesh, driver="scan", batch_size=BATCH_SIZE):
+    """The shuffled epoch of the model's batches split over ``mesh``, inputs placed on it."""
+    from lecturenn.train import epochs, parallel
+    from lecturenn.train.step import make_step
+
+    parallel.check_batch_size(batch_size, mesh)
+    step = make_step(parallel.shard_model(model, mesh), optimizer, jit=False)
+    epoch = epochs.shuffled(step, num_examples=96, batch_size=batch_size, driver=driver)
+    return parallel.on_mesh(epoch, mesh)
+
+
 def _devices() -> dict:
     import jax
 
     from lecturenn.errors import UserError
-    from lecturenn.train import loop, parallel
+    from lecturenn.train import epochs, parallel
+    from lecturenn.train.step import make_step
 
     model, optimizer, params, state, data, key = problem()
     seen = []
@@ -72,9 +84,7 @@ def _devices() -> dict:
     mesh = parallel.make_mesh()
     result = {"device_count": jax.device_count()}
     for driver in ("scan", "loop"):
-        epoch = parallel.make_parallel_epoch(
-            watched, optimizer, batch_size=BATCH_SIZE, mesh=mesh, driver=driver
-        )
+        epoch = sharded_epoch(watched, optimizer, mesh, driver)
         out = epoch(params, state, optimizer.init(params), data, key)
         # A second epoch from the first's outputs reuses the data already placed on the mesh.
         out = epoch(*out[:3], data, jax.random.fold_in(key, 1))
@@ -83,14 +93,16 @@ def _devices() -> dict:
             x.sharding.is_fully_replicated and len(x.sharding.device_set) == jax.device_count()
             for x in jax.tree_util.tree_leaves(out[:3])
         )
-    one = loop.make_epoch(model, optimizer, batch_size=BATCH_SIZE)
+    one = epochs.shuffled(
+        make_step(model, optimizer, jit=False), num_examples=96, batch_size=BATCH_SIZE
+    )
     out = one(params, state, optimizer.init(params), data, key)
     result["one"] = host_leaves(one(*out[:3], data, jax.random.fold_in(key, 1)))
     result["batch_specs"] = sorted(set(seen))
     sharded = parallel.shard_batch(data, mesh)
     result["shard_rows"] = sorted({s.data.shape[0] for s in sharded["x"].addressable_shards})
     try:
-        parallel.make_parallel_epoch(model, optimizer, batch_size=12, mesh=mesh)
+        sharded_epoch(model, optimizer, mesh, batch_size=12)
         result["indivisible_error"] = None
     except UserError as err:
         result["indivisible_error"] = str(err)
@@ -122,7 +134,7 @@ def _process(port: int, process_id: int, num_processes: int) -> dict:
 
     model, optimizer, _, _, data, _ = problem()
     mesh = parallel.make_mesh()
-    epoch = parallel.make_parallel_epoch(model, optimizer, batch_size=BATCH_SIZE, mesh=mesh)
+    epoch = sharded_epoch(model, optimizer, mesh)
     params, state, history = fit_two_epochs(model, optimizer, data, epoch)
     return {
         "process_index": jax.process_index(),

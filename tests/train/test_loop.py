@@ -5,7 +5,7 @@ import optax
 import pytest
 
 from lecturenn.models import mlp
-from lecturenn.train import loop
+from lecturenn.train import epochs, loop
 from lecturenn.train.step import make_step
 
 
@@ -34,8 +34,9 @@ def test_scan_and_loop_drivers_give_the_same_epoch():
     model, opt = _model(dropout=0.2), optax.sgd(0.1, momentum=0.9)
     params, state = model.init(jax.random.PRNGKey(0))
     data, key = _data(), jax.random.PRNGKey(3)
+    step = make_step(model, opt, jit=False)
     outs = [
-        loop.make_epoch(model, opt, batch_size=16, driver=d)(
+        epochs.shuffled(step, num_examples=96, batch_size=16, driver=d)(
             params, state, opt.init(params), data, key
         )
         for d in ("scan", "loop")
@@ -61,8 +62,8 @@ def test_manual_and_autodiff_steps_agree():
 
 
 def test_epoch_visits_each_example_once_and_reshuffles_per_key():
-    a = loop.epoch_batches(jax.random.PRNGKey(0), 50, 8)
-    b = loop.epoch_batches(jax.random.PRNGKey(1), 50, 8)
+    a = epochs.epoch_batches(jax.random.PRNGKey(0), 50, 8)
+    b = epochs.epoch_batches(jax.random.PRNGKey(1), 50, 8)
     assert a.shape == (6, 8) and len(set(np.asarray(a).ravel())) == 48
     assert not np.array_equal(a, b)
 
@@ -77,7 +78,7 @@ def test_fit_learns_and_keeps_the_best_validation_epoch():
         batch_size=16,
         key=jax.random.PRNGKey(0),
         valid=_data(seed=1),
-        patience=4,
+        policy=loop.Policy("accuracy", patience=4),
     )
     best = max(history.epochs, key=lambda r: r["val_accuracy"])
     assert history.best_epoch == best["epoch"]

@@ -14,8 +14,8 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from lecturenn.data.conll import read_conll
 from lecturenn.data.schemes import extract_entities
+from lecturenn.nn.losses import accuracy
 from lecturenn.train.metrics import (
-    accuracy,
     confusion_matrix,
     entity_f1,
     format_conlleval_table,
@@ -154,9 +154,10 @@ def test_accuracy_perplexity_and_confusion_against_numpy_and_sklearn():
     rng = np.random.default_rng(1)
     pred, gold = rng.integers(0, 4, (5, 7)), rng.integers(0, 4, (5, 7))
     mask = (rng.random((5, 7)) < 0.6).astype(np.float64)
-    assert float(accuracy(pred, gold)) == pytest.approx((pred == gold).mean())
+    scores = np.eye(4)[pred] + rng.normal(scale=0.1, size=(5, 7, 4))  # arg max = pred
+    assert float(accuracy(scores, gold)) == pytest.approx((pred == gold).mean())
     masked = ((pred == gold) * mask).sum() / mask.sum()
-    assert float(accuracy(pred, gold, mask)) == pytest.approx(masked)
+    assert float(accuracy(scores, gold, mask)) == pytest.approx(masked)
     assert float(perplexity(2.5)) == pytest.approx(math.exp(2.5))
     np.testing.assert_array_equal(
         confusion_matrix(pred, gold, 4),

@@ -1,10 +1,6 @@
-"""Task plugins for the runner. A task module registers its model kinds and data sets (their
-config dataclasses, via experiments/schemas.py decorators) at import time and provides
-
-    build(cfg) -> Setup
-
-(see ``Setup`` in experiments/runner.py). Top-level imports of task modules stay light (no jax):
-``lecturenn run`` validates the config before anything heavy is imported.
+"""Task plugins for the runner: ``build(cfg) -> Setup`` prepares a task's device data, its model
+(the model config filled with what comes from the data) and its evaluation (see ``Setup`` in
+experiments/runner.py).
 """
 
 from lecturenn.experiments.tasks import adding, classify, language, tagging

@@ -3,49 +3,28 @@ of the two marked numbers of a length-T sequence from the last hidden state of a
 or an LSTM (models/sequence_regressor.py). Metric: test MSE; always predicting 1 scores ≈ 0.167.
 
 Training, validation and test sets are drawn once from data/synthetic.py's generator with
-different seeds; the runner's shuffled mini-batch epoch trains on the training set.
+different seeds; the shuffled mini-batch epoch trains on the training set.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import replace
 
-from lecturenn.experiments.schemas import dataset, model
+import jax
+import jax.numpy as jnp
 
-TASK = "adding"
-
-
-@model("sequence_regressor")
-@dataclass
-class SequenceRegressorModel:
-    TASK: ClassVar[str] = TASK
-    kind: str = "sequence_regressor"
-    cell: str = "irnn"
-    hidden_dim: int = 100
-    forget_bias: float = 1.0
-    init_scale: float = 0.001
+from lecturenn.data.synthetic import adding_problem
+from lecturenn.experiments.tasks.base import Setup, input_noise, steps_of
+from lecturenn.models import sequence_regressor
+from lecturenn.train import loop
 
 
-@dataset("adding")
-@dataclass
-class AddingData:
-    TASKS: ClassVar[tuple[str, ...]] = (TASK,)
-    name: str = "adding"
-    length: int = 200
-    num_train: int = 20000
-    num_valid: int = 1000
-    num_test: int = 10000
-
-
-def make_evaluate(model_, batch_size: int = 2000):
+def make_evaluate(model, batch_size: int = 2000):
     """evaluate(params, state, split) -> {"mse", "loss"} over the whole split."""
-    import jax
-    import jax.numpy as jnp
 
     @jax.jit
     def squared_sum(params, x, y):
-        return jnp.sum((model_.predict(params, {}, x) - y) ** 2)
+        return jnp.sum((model.predict(params, {}, x) - y) ** 2)
 
     def evaluate(params, state, data):
         x, y = data["x"], data["y"]
@@ -59,29 +38,20 @@ def make_evaluate(model_, batch_size: int = 2000):
     return evaluate
 
 
-def build(cfg):
-    from lecturenn.data.synthetic import adding_problem
-    from lecturenn.experiments.runner import Setup
-    from lecturenn.models import sequence_regressor
-    from lecturenn.train import loop
-
+def build(cfg) -> Setup:
     seed, length = cfg.train.seed, cfg.data.length
     train = loop.to_device(adding_problem(cfg.data.num_train, length, seed))
     valid = loop.to_device(adding_problem(cfg.data.num_valid, length, seed + 1))
     test = loop.to_device(adding_problem(cfg.data.num_test, length, seed + 2))
-    model_ = sequence_regressor.make(
-        sequence_regressor.SequenceRegressorConfig(
-            input_dim=2,
-            hidden_dim=cfg.model.hidden_dim,
-            cell=cfg.model.cell,
-            forget_bias=cfg.model.forget_bias,
-            init_scale=cfg.model.init_scale,
-        )
-    )
+    model_cfg = replace(cfg.model, input_dim=train["x"].shape[-1])
+    model = sequence_regressor.make(model_cfg)
     return Setup(
-        model=model_,
+        model=model,
+        model_config=model_cfg,
         train=train,
         valid=valid,
-        evaluate=make_evaluate(model_),
+        evaluate=make_evaluate(model),
         splits={"val": valid, "test": test},
+        augment=input_noise(cfg.train.input_noise) if cfg.train.input_noise else None,
+        steps_per_epoch=steps_of(cfg.data.num_train, cfg.train.batch_size),
     )

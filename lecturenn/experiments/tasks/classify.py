@@ -1,117 +1,40 @@
 """Classification task: MLP and CNN classifiers on digits, Fashion-MNIST, spirals, xor.
 
-Registers the config schemas of its models and data sets; ``build(cfg)`` prepares device data, the
-model and the evaluation for the runner.
+``build(cfg)`` prepares device data, the model (its config filled with the data's input shape and
+number of classes) and the evaluation for the runner; the test confusion matrix is written when
+the run ends.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import replace
 
-from lecturenn.experiments.schemas import dataset, model
+import jax
+import matplotlib
+import numpy as np
 
-
-@model("mlp")
-@dataclass
-class MLPModel:
-    TASK: ClassVar[str] = "classify"
-    kind: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [64])
-    activation: str | list[str] = "relu"
-    dropout: float = 0.0
-    batchnorm: bool = False
-    init: str = "glorot_uniform"
-    init_options: dict = field(default_factory=dict)
-    output_bias_from_frequencies: bool = False
-
-
-@model("cnn")
-@dataclass
-class CNNModel:
-    TASK: ClassVar[str] = "classify"
-    kind: str = "cnn"
-    channels: list[int] = field(default_factory=lambda: [32, 64])
-    kernel: int = 3
-    dense: int = 128
-    dropout: float = 0.0
-    batchnorm: bool = False
-    init: str = "he_normal"
-
-
-@dataset("fashion-mnist")
-@dataclass
-class FashionMNISTData:
-    """Zalando's Fashion-MNIST (60k/10k 28×28 grey images) from $LECTURENN_DATA/fashion-mnist/."""
-
-    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
-    name: str = "fashion-mnist"
-    val_fraction: float = 0.1
-    preprocess: str = "none"
-    augment_flip: bool = False
-    augment_max_shift: int = 0
-    # evaluate on each image and its mirror image, averaging the class probabilities
-    test_time_flip: bool = False
-
-
-@dataset("digits")
-@dataclass
-class DigitsData:
-    """scikit-learn's bundled 8×8 digits (1,797 images), split train/valid/test."""
-
-    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
-    name: str = "digits"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    preprocess: str = "standardize"
-    augment_flip: bool = False
-    augment_max_shift: int = 0
-    test_time_flip: bool = False
-
-
-@dataset("spirals")
-@dataclass
-class SpiralsData:
-    """CS231n's interleaved spirals."""
-
-    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
-    name: str = "spirals"
-    num_per_class: int = 300
-    num_classes: int = 3
-    noise: float = 0.2
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    preprocess: str = "none"
-
-
-@dataset("xor")
-@dataclass
-class XorData:
-    """6.036's XOR clouds."""
-
-    TASKS: ClassVar[tuple[str, ...]] = ("classify",)
-    name: str = "xor"
-    num_examples: int = 800
-    noise: float = 0.25
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    preprocess: str = "none"
+from lecturenn.data import images, preprocess, synthetic
+from lecturenn.data.registry import dataset_files
+from lecturenn.experiments import plots, schemas
+from lecturenn.experiments.tasks.base import Setup, input_noise, steps_of
+from lecturenn.io import atomic_write_json
+from lecturenn.models import cnn
+from lecturenn.nn.init import output_bias_from_frequencies
+from lecturenn.train import loop, metrics
 
 
 def load_splits(cfg, seed: int) -> dict:
     """numpy splits {"train", "valid"?, "test"} of {"x", "y"}, preprocessed with train stats."""
-    import numpy as np
-
-    from lecturenn.data import preprocess, synthetic
-
     if cfg.name == "digits":
-        from lecturenn.data.images import load_digits_split
-
-        split = load_digits_split(test_fraction=cfg.test_fraction, seed=seed)
+        split = images.load_digits_split(test_fraction=cfg.test_fraction, seed=seed)
     elif cfg.name == "fashion-mnist":
-        from lecturenn.data.images import load_fashion_mnist
-
-        split = load_fashion_mnist()
+        split = images.load_fashion_mnist()
+        for part, limit in (("train", cfg.limit_train), ("test", cfg.limit_eval)):
+            if limit:
+                split[f"x_{part}"], split[f"y_{part}"] = (
+                    split[f"x_{part}"][:limit],
+                    split[f"y_{part}"][:limit],
+                )
     else:
         whole = (
             synthetic.spirals(cfg.num_per_class, cfg.num_classes, cfg.noise, seed)
@@ -141,90 +64,65 @@ def load_splits(cfg, seed: int) -> dict:
     return data
 
 
-def build_model(cfg, input_dim: int, num_classes: int, class_counts=None, input_shape=None):
-    import numpy as np
-
-    from lecturenn.models import cnn, mlp
-    from lecturenn.nn.init import output_bias_from_frequencies
-
-    if cfg.kind == "cnn":
-        return cnn.make(
-            cnn.CNNConfig(
-                input_shape=tuple(input_shape),
-                num_classes=num_classes,
-                channels=tuple(cfg.channels),
-                kernel=cfg.kernel,
-                dense=cfg.dense,
-                dropout=cfg.dropout,
-                batchnorm=cfg.batchnorm,
-                init=cfg.init,
-            )
-        )
+def fill_model(model_cfg, input_shape, num_classes: int, class_counts=None):
+    """The model config with the fields that come from the data filled in."""
+    if isinstance(model_cfg, cnn.CNNConfig):
+        return replace(model_cfg, input_shape=tuple(input_shape), num_classes=num_classes)
     bias = None
-    if cfg.output_bias_from_frequencies and class_counts is not None:
+    if model_cfg.output_bias_from_frequencies and class_counts is not None:
         bias = tuple(float(b) for b in np.asarray(output_bias_from_frequencies(class_counts)))
-    return mlp.make(
-        mlp.MLPConfig(
-            input_dim=input_dim,
-            num_classes=num_classes,
-            hidden=tuple(cfg.hidden),
-            activation=cfg.activation if isinstance(cfg.activation, str) else tuple(cfg.activation),
-            dropout=cfg.dropout,
-            batchnorm=cfg.batchnorm,
-            init=cfg.init,
-            init_options=dict(cfg.init_options),
-            output_bias=bias,
-        )
+    return replace(
+        model_cfg,
+        input_dim=int(np.prod(input_shape)),
+        num_classes=num_classes,
+        output_bias=bias,
     )
 
 
-def build(cfg):
-    import numpy as np
+def build_model(model_cfg, input_shape, num_classes: int, class_counts=None):
+    filled = fill_model(model_cfg, input_shape, num_classes, class_counts)
+    return schemas.MODELS[schemas.kind_of(filled)].module.make(filled)
 
-    from lecturenn.experiments.runner import Setup
-    from lecturenn.train import loop
 
+def class_names(dataset_name: str, num_classes: int) -> list[str]:
+    if dataset_name == "fashion-mnist":
+        return list(images.FASHION_MNIST_CLASSES)
+    return [str(k) for k in range(num_classes)]
+
+
+def build(cfg) -> Setup:
     data = load_splits(cfg.data, cfg.train.seed)
     train = loop.to_device(data["train"])
     valid = loop.to_device(data["valid"]) if "valid" in data else None
     test = loop.to_device(data["test"])
     num_classes = int(max(data["train"]["y"].max(), data["test"]["y"].max())) + 1
     counts = np.bincount(data["train"]["y"], minlength=num_classes)
-    input_shape = train["x"].shape[1:]
-    model_ = build_model(cfg.model, int(np.prod(input_shape)), num_classes, counts, input_shape)
-    scorer = model_
+    model_cfg = fill_model(cfg.model, train["x"].shape[1:], num_classes, counts)
+    model = schemas.MODELS[schemas.kind_of(model_cfg)].module.make(model_cfg)
+    scorer = model
     if getattr(cfg.data, "test_time_flip", False):
-        from lecturenn.data.images import mirror_averaged
-
-        scorer = model_._replace(predict=mirror_averaged(model_.predict))
+        scorer = model._replace(predict=images.mirror_averaged(model.predict))
     predict = loop.make_predict(scorer)
-    evaluate = loop.make_evaluate(model_, predict=predict)
+    names = class_names(cfg.data.name, num_classes)
+    files = dataset_files("fashion-mnist") if cfg.data.name == "fashion-mnist" else []
     return Setup(
-        model=model_,
+        model=model,
+        model_config=model_cfg,
         train=train,
         valid=valid,
-        evaluate=evaluate,
+        evaluate=loop.make_evaluate(model, predict=predict),
         splits={"val": valid, "test": test},
         augment=_augmentation(cfg),
-        finalize=_confusion_report(predict, test, _class_names(cfg.data.name, num_classes)),
+        finalize=_confusion_report(predict, test, names),
+        steps_per_epoch=steps_of(train["x"].shape[0], cfg.train.batch_size),
+        vocabs={"classes": names},
+        data_files=files,
     )
-
-
-def _class_names(dataset_name: str, num_classes: int) -> list[str]:
-    from lecturenn.data import images
-
-    if dataset_name == "fashion-mnist":
-        return list(images.FASHION_MNIST_CLASSES)
-    return [str(k) for k in range(num_classes)]
 
 
 def _confusion_report(predict, test: dict, names: list[str]):
     """finalize: the test confusion matrix as confusion_test.json and plots/confusion_test.png,
     and the per-class test accuracies (the diagonal over the row sums) in the summary."""
-    import numpy as np
-
-    from lecturenn.io import atomic_write_json
-    from lecturenn.train import metrics
 
     def finalize(params, state, out):
         pred = np.argmax(np.asarray(predict(params, state, test["x"])), axis=-1)
@@ -243,13 +141,8 @@ def _confusion_report(predict, test: dict, names: list[str]):
 
 def _plot_confusion(counts, names: list[str], path) -> None:
     """Row-normalised confusion matrix (gold rows sum to 1) with the counts written in."""
-    import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from lecturenn.experiments.runner import save_figure
 
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.55 * len(names) + 2)
@@ -270,16 +163,11 @@ def _plot_confusion(counts, names: list[str], path) -> None:
                     )
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     ax.set_title(f"test confusion matrix (accuracy {accuracy:.2%})")
-    save_figure(fig, path)
+    plots.save_figure(fig, path)
 
 
 def _augmentation(cfg):
     """Flips/translations of NHWC images (data.augment_*) and Gaussian input noise, composed."""
-    import jax
-
-    from lecturenn.data import images
-    from lecturenn.experiments.runner import input_noise
-
     flip = getattr(cfg.data, "augment_flip", False)
     shift = getattr(cfg.data, "augment_max_shift", 0)
     noise = input_noise(cfg.train.input_noise) if cfg.train.input_noise else None

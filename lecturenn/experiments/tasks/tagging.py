@@ -1,91 +1,42 @@
 """Tagging task: the window tagger (models/window_tagger.py) on CoNLL-2003 NER, optionally with a
-POS head and GloVe vectors; plus what the CLI needs for a trained run (``evaluate_run``,
-``tag_text``).
+POS head and GloVe vectors.
 
 Training works on padded sentences (the leading axis of ``Setup.train``), so SLL sees whole
-sentences. An epoch groups the sentences by padded width (8, 16, 32, … columns), shuffles within
-each group, and runs one jitted step per batch in a shuffled order of batches: one compile per
-width, and no step pads a 10-word sentence to the longest sentence of the corpus. Evaluation
-decodes every sentence, maps the tags back to the file's own scheme and scores entities by
-conlleval's rules (train/metrics.py), in percent.
+sentences, in the "bucketed" epoch of train/epochs.py (sentences grouped by padded width).
+Evaluation decodes every sentence, maps the tags back to the file's own scheme and scores
+entities by conlleval's rules (train/metrics.py), in percent. The vocabularies are built from the
+training split (plus GloVe's words) and saved with the run (``Setup.vocabs``), so that a trained
+run is evaluated and used with the vocabularies it was trained with (experiments/inference.py).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import NamedTuple
 
-from lecturenn.data.schemes import convert, file_scheme
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lecturenn.data import conll, embeddings
+from lecturenn.data.registry import dataset_path
+from lecturenn.data.schemes import SCHEMES, convert, file_scheme
 from lecturenn.errors import UserError
-from lecturenn.experiments.schemas import dataset, model
+from lecturenn.experiments.tasks.base import Setup
+from lecturenn.io import atomic_write_text
+from lecturenn.models import window_tagger
+from lecturenn.train import epochs, loop
+from lecturenn.train.metrics import entity_f1
 
-
-@model("window_tagger")
-@dataclass
-class WindowTaggerModel:
-    """C&W's window network; see models/window_tagger.py for each key's meaning."""
-
-    TASK: ClassVar[str] = "tag"
-    kind: str = "window_tagger"
-    scoring: str = "sll"  # "softmax" (WLL), "max_margin" or "sll"
-    word_dim: int = 50
-    caps_dim: int = 5
-    suffix_dim: int = 0  # 0: no suffix feature
-    window_size: int = 5
-    hidden: int = 300
-    activation: str = "hardtanh"
-    dropout: float = 0.0
-    input_dropout: float = 0.0
-    corrupt_negatives: bool = True
-    multitask_pos: bool = False  # a POS head on the shared hidden layer
-    pos_weight: float = 1.0
-    embedding_scale: float = 0.1
-    init: str = "glorot_uniform"
-
-
-@dataset("conll2003")
-@dataclass
-class Conll2003Data:
-    """CoNLL-2003 English NER from $LECTURENN_DATA/conll2003 (data/registry.py)."""
-
-    TASKS: ClassVar[tuple[str, ...]] = ("tag",)
-    name: str = "conll2003"
-    train_file: str = "eng.train"
-    valid_file: str = "eng.testa"
-    test_file: str = "eng.testb"
-    scheme: str = "iobes"  # tags the model is trained on; scores use the file's own tags
-    min_count: int = 1
-    max_vocab: int = 0  # 0: every word seen min_count times
-    lowercase: bool = True
-    normalize_digits: bool = True
-    suffix_length: int = 3
-    word_dropout: float = 0.0  # training words replaced by <unk> with this probability
-    glove: bool = False  # initialise the word vectors from GloVe, and add its words
-    glove_file: str = "glove.6B.50d.txt"  # in $LECTURENN_DATA/glove (or its shipped subset)
-    glove_path: str = ""  # a vector file anywhere; overrides glove_file
-    glove_max_words: int = 0  # 0: every word of the file
-    glove_scale: float = 1.0  # multiply the pretrained vectors by this
-    eval_tokens: int = 8192  # padded positions per evaluation batch
-
-
-_SPLIT_FIELDS = {"train": "train_file", "val": "valid_file", "test": "test_file"}
-_SPLIT_ALIASES = {"valid": "val", "dev": "val", "testa": "val", "testb": "test"}
-_TOKEN = re.compile(r"(?:[A-Za-z]\.){2,}|\w+(?:[-'.]\w+)*|[^\w\s]")
+SPLIT_FIELDS = {"train": "train_file", "val": "valid_file", "test": "test_file"}
 
 
 class Vocabs(NamedTuple):
-    words: Any  # conll.Vocab
-    suffixes: Any | None
-    tags: Any  # in the training scheme
-    pos: Any | None
-
-
-class Prepared(NamedTuple):
-    sentences: dict  # split name -> list of conll.Sentence, as read
-    vocabs: Vocabs
-    vectors_path: Path | None
+    words: conll.Vocab
+    suffixes: conll.Vocab | None
+    tags: conll.Vocab  # in the training scheme
+    pos: conll.Vocab | None
 
 
 class EvalSplit(NamedTuple):
@@ -97,15 +48,18 @@ class EvalSplit(NamedTuple):
 # ---- data --------------------------------------------------------------------------------------
 
 
-def _split_file(data_cfg, split: str) -> Path:
-    from lecturenn.data.registry import dataset_path
-
-    return dataset_path("conll2003", getattr(data_cfg, _SPLIT_FIELDS[split]))
+def split_file(data_cfg, split: str) -> Path:
+    return dataset_path("conll2003", getattr(data_cfg, SPLIT_FIELDS[split]))
 
 
-def _vectors_path(data_cfg) -> Path | None:
-    from lecturenn.data.registry import dataset_path
+def read_split(data_cfg, split: str) -> list[conll.Sentence]:
+    """The sentences of a split, cut to ``limit_train`` / ``limit_eval`` when set."""
+    sentences = conll.read_conll(split_file(data_cfg, split))
+    limit = data_cfg.limit_train if split == "train" else data_cfg.limit_eval
+    return sentences[:limit] if limit else sentences
 
+
+def vectors_path(data_cfg) -> Path | None:
     if not data_cfg.glove:
         return None
     if data_cfg.glove_path:
@@ -116,24 +70,19 @@ def _vectors_path(data_cfg) -> Path | None:
     return dataset_path("glove", data_cfg.glove_file)
 
 
-def prepare(cfg, splits=("train", "val", "test")) -> Prepared:
-    """Read the splits and build the vocabularies from the training split (plus GloVe's words)."""
-    from lecturenn.data import conll, embeddings
-    from lecturenn.data.schemes import SCHEMES
-
+def build_vocabs(cfg, train: list[conll.Sentence], vectors: Path | None) -> Vocabs:
+    """The vocabularies of the training sentences (as read) and, with GloVe, its words."""
     data_cfg = cfg.data
     if data_cfg.scheme not in SCHEMES:
         raise UserError(f"data.scheme must be one of {', '.join(SCHEMES)}, got {data_cfg.scheme!r}")
-    sentences = {s: conll.read_conll(_split_file(data_cfg, s)) for s in {"train", *splits}}
-    train = conll.convert_sentences(sentences["train"], "iob1", data_cfg.scheme)
-    vectors_path = _vectors_path(data_cfg)
+    if not train:
+        raise UserError(f"{split_file(data_cfg, 'train')}: no sentences to train on")
+    converted = conll.convert_sentences(train, "iob1", data_cfg.scheme)
     extra = ()
-    if vectors_path is not None:
-        extra = embeddings.read_vocab_words(
-            vectors_path, max_words=data_cfg.glove_max_words or None
-        )
+    if vectors is not None:
+        extra = embeddings.read_vocab_words(vectors, max_words=data_cfg.glove_max_words or None)
     words = conll.build_word_vocab(
-        train,
+        converted,
         min_count=data_cfg.min_count,
         lowercase=data_cfg.lowercase,
         max_size=data_cfg.max_vocab or None,
@@ -142,23 +91,48 @@ def prepare(cfg, splits=("train", "val", "test")) -> Prepared:
     )
     suffixes = None
     if cfg.model.suffix_dim > 0:
-        suffixes = conll.build_suffix_vocab(train, data_cfg.suffix_length)
+        suffixes = conll.build_suffix_vocab(converted, data_cfg.suffix_length)
     pos = None
     if cfg.model.multitask_pos:
         # POS tags of the training split; a tag only seen in dev or test maps to <unk>
-        names = sorted({t for s in sentences["train"] for t in s.pos})
+        names = sorted({t for s in train for t in s.pos})
         pos = conll.Vocab((conll.UNK, *names), unk=conll.UNK)
-    tags = conll.tag_vocab(train, scheme=data_cfg.scheme)
-    return Prepared(sentences, Vocabs(words, suffixes, tags, pos), vectors_path)
+    tags = conll.tag_vocab(converted, scheme=data_cfg.scheme)
+    return Vocabs(words, suffixes, tags, pos)
+
+
+def vocabs_to_json(vocabs: Vocabs, scheme_of_files: str) -> dict:
+    """What the run folder keeps: every vocabulary's tokens, and the scheme of the data files."""
+    out = {"file_scheme": scheme_of_files}
+    for name, vocab in vocabs._asdict().items():
+        if vocab is not None:
+            out[name] = list(vocab.tokens)
+    return out
+
+
+def vocabs_from_json(saved: dict, data_cfg) -> Vocabs:
+    """The inverse of ``vocabs_to_json`` for the run's data settings."""
+
+    def vocab(name, **kwargs):
+        return conll.Vocab(tuple(saved[name]), **kwargs) if name in saved else None
+
+    return Vocabs(
+        vocab(
+            "words",
+            unk=conll.UNK,
+            lowercase=data_cfg.lowercase,
+            normalize_digits=data_cfg.normalize_digits,
+        ),
+        vocab("suffixes", unk=conll.UNK),
+        vocab("tags"),
+        vocab("pos", unk=conll.UNK),
+    )
 
 
 def encode(cfg, sentences, vocabs: Vocabs) -> dict:
     """numpy arrays (S, Lmax) words/caps/suffix?/tags/mask/lengths (+ pos), tags in the training
     scheme."""
-    from lecturenn.data import conll
-
-    scheme = cfg.data.scheme
-    converted = conll.convert_sentences(sentences, "iob1", scheme)
+    converted = conll.convert_sentences(sentences, "iob1", cfg.data.scheme)
     arrays = conll.encode(
         converted,
         vocabs.words,
@@ -171,15 +145,11 @@ def encode(cfg, sentences, vocabs: Vocabs) -> dict:
     return arrays
 
 
-def pretrained_vectors(cfg, vocabs: Vocabs, vectors_path: Path):
+def pretrained_vectors(cfg, vocabs: Vocabs, path: Path):
     """(V, word_dim) initial word table: GloVe rows where the file has the word, N(0, σ²) rows
     elsewhere with σ the spread of the found vectors; and the coverage stats."""
-    import numpy as np
-
-    from lecturenn.data import embeddings
-
     matrix, found, stats = embeddings.load_word_vectors(
-        vectors_path, list(vocabs.words.tokens), dim=cfg.model.word_dim
+        path, list(vocabs.words.tokens), dim=cfg.model.word_dim
     )
     matrix = matrix * cfg.data.glove_scale
     std = float(matrix[found].std()) if found.any() else cfg.model.embedding_scale
@@ -188,112 +158,42 @@ def pretrained_vectors(cfg, vocabs: Vocabs, vectors_path: Path):
     return matrix.astype(np.float32), stats
 
 
-def build_model(model_cfg, vocabs: Vocabs, pretrained=None):
-    from lecturenn.data.conll import NUM_CAPS
-    from lecturenn.models import window_tagger
-
-    return window_tagger.make(
-        window_tagger.WindowTaggerConfig(
-            vocab_size=len(vocabs.words),
-            num_tags=len(vocabs.tags),
-            word_dim=model_cfg.word_dim,
-            caps_dim=model_cfg.caps_dim,
-            num_caps=NUM_CAPS,
-            suffix_vocab_size=len(vocabs.suffixes) if vocabs.suffixes is not None else 0,
-            suffix_dim=model_cfg.suffix_dim,
-            window_size=model_cfg.window_size,
-            hidden=model_cfg.hidden,
-            activation=model_cfg.activation,
-            dropout=model_cfg.dropout,
-            input_dropout=model_cfg.input_dropout,
-            scoring=model_cfg.scoring,
-            corrupt_negatives=model_cfg.corrupt_negatives,
-            num_pos_tags=len(vocabs.pos) if vocabs.pos is not None else 0,
-            pos_weight=model_cfg.pos_weight,
-            embedding_scale=model_cfg.embedding_scale,
-            init=model_cfg.init,
-            pretrained=pretrained,
-        )
+def fill_model(model_cfg, vocabs: Vocabs, pretrained=None):
+    """The window tagger's config with the sizes of the vocabularies (and the initial vectors)."""
+    return replace(
+        model_cfg,
+        vocab_size=len(vocabs.words),
+        num_tags=len(vocabs.tags),
+        num_caps=conll.NUM_CAPS,
+        suffix_vocab_size=len(vocabs.suffixes) if vocabs.suffixes is not None else 0,
+        num_pos_tags=len(vocabs.pos) if vocabs.pos is not None else 0,
+        pretrained=pretrained,
     )
 
 
-# ---- batching ----------------------------------------------------------------------------------
+def build_model(model_cfg, vocabs: Vocabs, pretrained=None):
+    return window_tagger.make(fill_model(model_cfg, vocabs, pretrained))
 
 
-def width_of(length: int) -> int:
-    """Padded width of a sentence: the next power of two, at least 8."""
-    return max(8, 1 << max(int(length) - 1, 0).bit_length())
+def word_dropout(rate: float, unk_id: int):
+    """augment: each training word becomes ``unk_id`` with probability ``rate``, so the <unk>
+    vector is trained for the unseen words of the test set."""
+
+    def augment(key, batch):
+        drop = jax.random.bernoulli(key, rate, batch["words"].shape)
+        return {**batch, "words": jnp.where(drop & (batch["words"] > 0), unk_id, batch["words"])}
+
+    return augment
 
 
-def make_epoch(
-    model,
-    optimizer,
-    *,
-    grads: str,
-    batch_size: int,
-    lengths,
-    word_dropout: float = 0.0,
-    unk_id: int = 1,
-):
-    """epoch(params, state, opt_state, data, key) for the runner: batches of ``batch_size``
-    sentences of one padded width, in a shuffled order; a group's last batch is filled with
-    empty (fully masked) rows. ``word_dropout``: each training word becomes ``unk_id`` with that
-    probability, so the <unk> vector is trained for the unseen words of the test set."""
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from lecturenn.train.step import make_step
-
-    plain_step = make_step(model, optimizer, grads, jit=False)
-    widths = np.array([width_of(n) for n in lengths])
-    groups = {w: np.flatnonzero(widths == w) for w in sorted(set(widths.tolist()))}
-
-    @functools.partial(jax.jit, static_argnames="width")
-    def step(params, state, opt_state, data, rows, real, key, width):
-        batch = {k: v[rows, :width] for k, v in data.items() if k != "lengths"}
-        batch["mask"] = batch["mask"] * real[:, None].astype(batch["mask"].dtype)
-        if word_dropout > 0:
-            key, drop_key = jax.random.split(key)
-            drop = jax.random.bernoulli(drop_key, word_dropout, batch["words"].shape)
-            batch["words"] = jnp.where(drop & (batch["words"] > 0), unk_id, batch["words"])
-        return plain_step(params, state, opt_state, batch, key)
-
-    def epoch(params, state, opt_state, data, key):
-        order_key, step_key = jax.random.split(key)
-        rng = np.random.default_rng(np.asarray(jax.random.bits(order_key, (4,), jnp.uint32)))
-        batches = []
-        for width, members in groups.items():
-            members = rng.permutation(members)
-            for start in range(0, len(members), batch_size):
-                rows = members[start : start + batch_size]
-                real = np.arange(batch_size) < len(rows)
-                rows = np.pad(rows, (0, batch_size - len(rows)))
-                batches.append((width, rows.astype(np.int32), real))
-        keys = jax.random.split(step_key, len(batches))
-        losses, auxes = [], []
-        for i in rng.permutation(len(batches)):
-            width, rows, real = batches[i]
-            params, state, opt_state, loss, aux = step(
-                params, state, opt_state, data, rows, real, keys[i], width=width
-            )
-            losses.append(loss)
-            auxes.append(aux)
-        aux = jax.tree_util.tree_map(lambda *v: jnp.mean(jnp.stack(v)), *auxes)
-        return params, state, opt_state, jnp.mean(jnp.stack(losses)), aux
-
-    return epoch
+# ---- evaluation ----------------------------------------------------------------------------
 
 
-def eval_split(cfg, sentences, vocabs: Vocabs) -> EvalSplit:
-    """Sentences grouped by padded width into batches of about ``data.eval_tokens`` positions."""
-    import jax.numpy as jnp
-    import numpy as np
-
+def eval_split(cfg, sentences, vocabs: Vocabs, scheme: str | None = None) -> EvalSplit:
+    """Sentences grouped by padded width into batches of about ``data.eval_tokens`` positions;
+    ``scheme``: the tags' own scheme (default: read off the sentences)."""
     arrays = encode(cfg, sentences, vocabs)
-    widths = np.array([width_of(n) for n in arrays["lengths"]])
+    widths = np.array([epochs.width_of(n) for n in arrays["lengths"]])
     batches = []
     for width in sorted(set(widths.tolist())):
         members = np.flatnonzero(widths == width)
@@ -307,16 +207,13 @@ def eval_split(cfg, sentences, vocabs: Vocabs) -> EvalSplit:
                     pad = ((0, rows - len(index)), (0, width - chunk.shape[1]))
                     batch[name] = jnp.asarray(np.pad(chunk, pad))
             batches.append((index, batch))
-    return EvalSplit(list(sentences), file_scheme(s.ner for s in sentences), batches)
+    scheme = scheme or file_scheme(s.ner for s in sentences)
+    return EvalSplit(list(sentences), scheme, batches)
 
 
 def make_predict(model, vocabs: Vocabs, train_scheme: str):
     """predict(params, state, split) -> (predicted tag sequences in the file's scheme, mean eval
     loss, POS tag sequences or None)."""
-    import jax
-    import numpy as np
-
-
     multitask = vocabs.pos is not None
 
     @jax.jit
@@ -348,8 +245,6 @@ def make_evaluate(model, vocabs: Vocabs, train_scheme: str, predict=None):
     """evaluate(params, state, split) -> {"f1", "precision", "recall", "accuracy", "loss"} (+
     "pos_accuracy"), percentages by conlleval's rules. ``predict``: a ``make_predict`` the
     caller also uses, so its compiled program is shared."""
-    from lecturenn.train.metrics import entity_f1
-
     predict = predict or make_predict(model, vocabs, train_scheme)
 
     def evaluate(params, state, split: EvalSplit):
@@ -368,8 +263,6 @@ def make_evaluate(model, vocabs: Vocabs, train_scheme: str, predict=None):
 
 def write_predictions(path: Path, split: EvalSplit, tags) -> None:
     """conlleval's input: ``token gold predicted`` per line, a blank line after each sentence."""
-    from lecturenn.io import atomic_write_text
-
     lines = []
     for sentence, predicted in zip(split.sentences, tags, strict=True):
         lines += [
@@ -383,37 +276,27 @@ def write_predictions(path: Path, split: EvalSplit, tags) -> None:
 # ---- the runner's entry point ------------------------------------------------------------------
 
 
-def build(cfg):
-    import jax
-    import numpy as np
-
-    from lecturenn.data.conll import UNK
-    from lecturenn.experiments.runner import Setup, make_optimizer
-    from lecturenn.train import loop
-
-    if cfg.train.monitor not in ("f1", "loss", "accuracy", "precision", "recall"):
-        raise UserError(f'train.monitor = {cfg.train.monitor!r}: a tagger reports f1; use "f1"')
-    prepared = prepare(cfg)
-    vocabs = prepared.vocabs
+def build(cfg) -> Setup:
+    sentences = {s: read_split(cfg.data, s) for s in ("train", "val", "test")}
+    for split in ("val", "test"):
+        if not sentences[split]:
+            raise UserError(f"{split_file(cfg.data, split)}: no sentences to evaluate on")
+    vectors = vectors_path(cfg.data)
+    vocabs = build_vocabs(cfg, sentences["train"], vectors)
     pretrained, stats = None, None
-    if prepared.vectors_path is not None:
-        pretrained, stats = pretrained_vectors(cfg, vocabs, prepared.vectors_path)
-    model_ = build_model(cfg.model, vocabs, pretrained)
-    train_arrays = encode(cfg, prepared.sentences["train"], vocabs)
-    train = loop.to_device(train_arrays)
-    params_shape, _ = jax.eval_shape(model_.init, jax.random.PRNGKey(0))
-    optimizer = make_optimizer(cfg.optim, params_shape)
-    epoch_fn = make_epoch(
-        model_,
-        optimizer,
-        grads=cfg.train.grads,
-        batch_size=cfg.train.batch_size,
-        lengths=train_arrays["lengths"],
-        word_dropout=cfg.data.word_dropout,
-        unk_id=vocabs.words.index[UNK],
-    )
-    held_out = {s: eval_split(cfg, prepared.sentences[s], vocabs) for s in ("val", "test")}
-    predict = make_predict(model_, vocabs, cfg.data.scheme)
+    if vectors is not None:
+        pretrained, stats = pretrained_vectors(cfg, vocabs, vectors)
+    model_cfg = fill_model(cfg.model, vocabs, pretrained)
+    model = window_tagger.make(model_cfg)
+    train_arrays = encode(cfg, sentences["train"], vocabs)
+    held_out = {s: eval_split(cfg, sentences[s], vocabs) for s in ("val", "test")}
+    predict = make_predict(model, vocabs, cfg.data.scheme)
+    lengths = train_arrays["lengths"]
+    widths = np.array([epochs.width_of(n) for n in lengths])
+    steps = sum(-(-int(np.sum(widths == w)) // cfg.train.batch_size) for w in set(widths.tolist()))
+    augment = None
+    if cfg.data.word_dropout > 0:
+        augment = word_dropout(cfg.data.word_dropout, vocabs.words.index[conll.UNK])
 
     def finalize(params, state, out_dir):
         for name, split in held_out.items():
@@ -423,86 +306,25 @@ def build(cfg):
         extra = {
             "vocab_size": len(vocabs.words),
             "num_tags": len(vocabs.tags),
-            "train_sentences": int(np.asarray(train_arrays["lengths"]).size),
+            "train_sentences": int(np.asarray(lengths).size),
         }
         if stats is not None:
             extra["glove_coverage"] = round(100.0 * stats.coverage, 2)
         return extra
 
+    files = [split_file(cfg.data, s) for s in SPLIT_FIELDS]
     return Setup(
-        model=model_,
-        train=train,
+        model=model,
+        model_config=model_cfg,
+        train=loop.to_device(train_arrays),
         valid=held_out["val"],
-        evaluate=make_evaluate(model_, vocabs, cfg.data.scheme, predict=predict),
+        evaluate=make_evaluate(model, vocabs, cfg.data.scheme, predict=predict),
         splits=held_out,
-        epoch_fn=epoch_fn,
+        epoch="bucketed",
+        lengths=lengths,
+        augment=augment,
         finalize=finalize,
+        steps_per_epoch=steps,
+        vocabs=vocabs_to_json(vocabs, file_scheme(s.ner for s in sentences["train"])),
+        data_files=files + ([vectors] if vectors is not None else []),
     )
-
-
-# ---- trained runs (lecturenn eval / lecturenn tag) ---------------------------------------------
-
-
-def _split_name(split: str) -> str:
-    name = _SPLIT_ALIASES.get(split, split)
-    if name not in _SPLIT_FIELDS:
-        raise UserError(f"--split {split!r}: use train, val (dev, testa) or test (testb)")
-    return name
-
-
-def load_run(run_dir, splits=()):
-    """(cfg, prepared data, model, best params, state) of a finished or running run folder."""
-    import jax
-
-    from lecturenn.experiments.config import load_config
-    from lecturenn.train.checkpoint import load_checkpoint
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").is_file():
-        raise UserError(f"{run_dir}: no config.toml there; is it a run folder of `lecturenn run`?")
-    cfg = load_config(run_dir / "config.toml")
-    if not isinstance(cfg.model, WindowTaggerModel):
-        raise UserError(f"{run_dir}: model.kind is {cfg.model.kind!r}, not a tagger")
-    prepared = prepare(cfg, splits)
-    # shapes only: the checkpoint supplies the values, so the vectors need not be read
-    model_ = build_model(cfg.model, prepared.vocabs)
-    params, state = model_.init(jax.random.PRNGKey(0))
-    like = {"best_params": params, **({"best_state": state} if state else {})}
-    payload, _ = load_checkpoint(run_dir / "checkpoints", like)
-    return cfg, prepared, model_, payload["best_params"], payload.get("best_state", state)
-
-
-def evaluate_run(run_dir, split: str = "test", predictions_path=None) -> str:
-    """conlleval's per-entity table of a trained run on ``split``; with ``predictions_path``,
-    also write the predictions in conlleval's input format (original tags)."""
-    from lecturenn.train.metrics import entity_f1, format_conlleval_table
-
-    name = _split_name(split)
-    cfg, prepared, model_, params, state = load_run(run_dir, (name,))
-    data = eval_split(cfg, prepared.sentences[name], prepared.vocabs)
-    tags = make_predict(model_, prepared.vocabs, cfg.data.scheme)(params, state, data)[0]
-    if predictions_path is not None:
-        write_predictions(Path(predictions_path), data, tags)
-    return format_conlleval_table(entity_f1([s.ner for s in data.sentences], tags, data.scheme))
-
-
-def tokenize(text: str) -> list[str]:
-    """Words and punctuation marks, as CoNLL-2003 separates them ("Paris," -> "Paris", ",")."""
-    return _TOKEN.findall(text)
-
-
-def tag_text(run_dir, text: str) -> list[tuple[str, str]]:
-    """(token, tag) for each token of ``text``, tags in the training file's scheme (Viterbi
-    decoded when the model uses SLL)."""
-    from lecturenn.data.conll import Sentence
-
-    tokens = tokenize(text)
-    if not tokens:
-        return []
-    cfg, prepared, model_, params, state = load_run(run_dir)
-    outside = ("O",) * len(tokens)
-    sentence = Sentence(tuple(tokens), ("NN",) * len(tokens), outside, outside)
-    data = eval_split(cfg, [sentence], prepared.vocabs)
-    data = data._replace(scheme=file_scheme(s.ner for s in prepared.sentences["train"]))
-    tags = make_predict(model_, prepared.vocabs, cfg.data.scheme)(params, state, data)[0][0]
-    return list(zip(tokens, tags, strict=True))

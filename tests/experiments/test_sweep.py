@@ -1,3 +1,6 @@
+"""``lecturenn sweep``: search spaces, grouping by shape, and the sweep of a config."""
+
+import dataclasses
 import json
 import math
 
@@ -9,12 +12,11 @@ import pytest
 
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
-from lecturenn.experiments import runner
+from lecturenn.experiments import sweep
 from lecturenn.experiments.tasks import classify
+from lecturenn.experiments.tasks.base import make_optimizer
 from lecturenn.models import mlp
-from lecturenn.optim import transforms
-from lecturenn.optim.schedules import inject_lr_scale
-from lecturenn.train import loop, sweep
+from lecturenn.train import loop
 
 SPACE = {
     "optim.learning_rate": {"log_uniform": [1e-4, 1e-1]},
@@ -22,13 +24,6 @@ SPACE = {
     "train.seed": {"int": [0, 3]},
     "model.hidden": {"choice": [[64], [128]]},
 }
-
-
-def _data(n, seed, d=6, k=3):
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(99).normal(size=(k, d)) * 1.5
-    y = rng.integers(0, k, n)
-    return {"x": jnp.asarray(centres[y] + rng.normal(size=(n, d))), "y": jnp.asarray(y)}
 
 
 def test_sample_trials_is_deterministic_and_stays_in_range():
@@ -70,78 +65,10 @@ def test_group_by_shape_splits_only_on_shape_keys():
         {"optim.learning_rate": 0.3, "train.seed": 3, "model.hidden": [64]},
         {"optim.learning_rate": 0.3, "train.seed": 3, "model.hidden": [64], "model.dropout": 0.1},
     ]
-    assert sweep.group_by_shape(trials) == [[0, 2], [1], [3]]
-
-
-def _model(dropout):
-    cfg = mlp.MLPConfig(
-        input_dim=6, num_classes=3, hidden=(8,), activation="tanh", dropout=dropout, dtype="float64"
-    )
-    return mlp.make(cfg)
-
-
-def _factory(learning_rate, l2):
-    return optax.chain(
-        optax.add_decayed_weights(l2), inject_lr_scale(transforms.adam(learning_rate))
-    )
-
-
-def _assert_matches_fit(result, j, model, train, valid, lr, l2, seed, epochs, patience):
-    params, state, history = loop.fit(
-        model,
-        _factory(lr, l2),
-        train,
-        epochs=epochs,
-        batch_size=16,
-        key=jax.random.PRNGKey(seed),
-        valid=valid,
-        patience=patience,
-        halve_lr_on_plateau=True,
-    )
-    got = result.histories[j]
-    assert (got.best_epoch, got.stopped_early) == (history.best_epoch, history.stopped_early)
-    assert len(got.epochs) == len(history.epochs)
-    for a, b in zip(got.epochs, history.epochs, strict=True):
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr_scale"):
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-10, err_msg=key)
-    for a, b in zip(
-        jax.tree_util.tree_leaves(sweep.trial_slice((result.params, result.state), j)),
-        jax.tree_util.tree_leaves((params, state)),
-        strict=True,
-    ):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-
-
-def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_alone():
-    model, train, valid = _model(dropout=0.1), _data(96, 0), _data(48, 1)
-    # The fourth trial's NaN learning rate makes its first epoch's loss NaN.
-    lrs, l2s, seeds = [0.05, 0.003, 0.0002, float("nan")], [0.0, 1e-3, 1e-2, 0.0], [3, 4, 3, 5]
-    epochs, patience = 4, 2
-    result = sweep.train_vmapped(
-        model,
-        _factory,
-        train,
-        hparams={"learning_rate": lrs, "l2": l2s},
-        seeds=seeds,
-        epochs=epochs,
-        batch_size=16,
-        valid=valid,
-        patience=patience,
-        halve_lr_on_plateau=True,
-    )
-    assert result.diverged == [None, None, None, 1]
-    for j in range(3):
-        _assert_matches_fit(
-            result, j, model, train, valid, lrs[j], l2s[j], seeds[j], epochs, patience
-        )
-    assert result.histories[3].epochs == []
-    assert any(row["lr_scale"] < 1 for h in result.histories for row in h.epochs)
-    initial = model.init(jax.random.split(jax.random.PRNGKey(seeds[3]))[0])
-    stuck = sweep.trial_slice((result.params, result.state), 3)
-    for a, b in zip(
-        jax.tree_util.tree_leaves(stuck), jax.tree_util.tree_leaves(initial), strict=True
-    ):
-        np.testing.assert_array_equal(a, b)
+    shared = sweep.vectorizable(mlp.MLPConfig)
+    assert "model.dropout" in shared and "model.hidden" not in shared
+    # a dropout rate is traced like the learning rate: it does not split a group
+    assert sweep.group_by_shape(trials, shared) == [[0, 2, 3], [1]]
 
 
 def test_traced_optimizer_matches_build_optimizer():
@@ -154,9 +81,12 @@ def test_traced_optimizer_matches_build_optimizer():
         l2=1e-2,
         options={"mu": 0.8},
     )
-    reference = runner.make_optimizer(optim_cfg)
+    reference = make_optimizer(optim_cfg)
     params = {"W": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(3)}
-    traced = sweep._traced_optimizer(optim_cfg, frozenset({"l1", "l2"}), params)
+
+    def traced(**values):
+        return make_optimizer(dataclasses.replace(optim_cfg, **values), params)
+
     grads = [
         jax.tree_util.tree_map(lambda p, i=i: jnp.cos(p * (i + 1)) * 3, params) for i in range(4)
     ]
@@ -235,7 +165,7 @@ def test_run_sweep_writes_ranked_trials_that_match_single_runs(tmp_path):
     params_shape, _ = jax.eval_shape(setup.model.init, jax.random.PRNGKey(0))
     _, _, history = loop.fit(
         setup.model,
-        runner.make_optimizer(cfg.optim, params_shape),
+        make_optimizer(cfg.optim, params_shape),
         setup.train,
         epochs=3,
         batch_size=20,
@@ -247,6 +177,32 @@ def test_run_sweep_writes_ranked_trials_that_match_single_runs(tmp_path):
     best = history.epochs[history.best_epoch - 1]
     assert math.isclose(row["val_loss"], best["val_loss"], rel_tol=1e-5)
     assert row["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
+
+
+def test_the_best_trial_is_an_ordinary_run_folder(tmp_path):
+    from lecturenn.experiments.inference import load_run
+
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(
+        CONFIG.replace('activation = "tanh"', 'activation = "tanh"\ndropout = 0.1')
+    )
+    space_path = tmp_path / "space.toml"
+    space_path.write_text(
+        "[optim]\nlearning_rate = {log_uniform = [1e-3, 1e-1]}\n"
+        "[model]\ndropout = {uniform = [0.0, 0.5]}\n"
+    )
+    rows = sweep.run_sweep(config_path, 4, tmp_path / "out", space=sweep.load_space(space_path))
+    assert len({r["group"] for r in rows}) == 1  # dropout and lr vary: one program
+    best = tmp_path / "out" / "best"
+    summary = json.loads((best / "summary.json").read_text())
+    assert summary["sweep_trial"]["model.dropout"] == rows[0]["model.dropout"]
+    assert summary["val_accuracy"] == pytest.approx(rows[0]["val_accuracy"], abs=1e-6)
+    assert "test_accuracy" in summary
+    run = load_run(best)
+    assert run.config.model.dropout == pytest.approx(rows[0]["model.dropout"])
+    assert run.config.optim.learning_rate == pytest.approx(rows[0]["optim.learning_rate"])
+    scores = loop.make_evaluate(run.model)(run.params, run.state, classify.build(run.config).valid)
+    assert scores["accuracy"] == pytest.approx(summary["val_accuracy"], abs=1e-6)
 
 
 def test_run_sweep_needs_a_validation_split(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import runner
+from lecturenn.experiments.inference import sample_run
 from lecturenn.models import rnn_lm
-from lecturenn.sample import sample_run
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 8
 

@@ -1,0 +1,110 @@
+"""What every task hands the runner (``Setup``), and what the runner and a sweep build from it:
+the optimizer from ``[optim]``, the epoch driver from the kind of epoch the task's data needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from lecturenn.models.base import Model
+from lecturenn.optim.build import build_optimizer
+from lecturenn.train import epochs
+from lecturenn.train.loop import default_row
+
+
+@dataclass
+class Setup:
+    """A task's data, model and evaluation, ready to train.
+
+    ``model_config`` is the model's config with the fields that come from the data filled in, so
+    that a sweep can rebuild the model with traced values (``models.base.setting(traced=True)``).
+    ``epoch`` names the kind of epoch the data needs (train/epochs.py: "shuffled", "bucketed" with
+    the sentences' ``lengths``, "streams"). ``vocabs`` (name -> list of tokens) are saved in the
+    run folder, so that ``eval``, ``tag`` and ``sample`` never rebuild them from the data;
+    ``data_files`` are the files read, whose digests the summary records.
+    """
+
+    model: Model
+    model_config: Any
+    train: Any  # device arrays
+    valid: Any | None
+    evaluate: Callable  # (params, state, split) -> {metric: float}
+    splits: dict  # final evaluation: {"val": ..., "test": ...}
+    epoch: str = "shuffled"
+    lengths: Any = None  # "bucketed": each training sentence's length
+    augment: Callable | None = None  # (key, batch) -> batch, on device
+    finalize: Callable | None = None  # (params, state, out_dir) -> extra summary
+    train_row: Callable = default_row  # (epoch mean loss, aux means) -> metrics row entries
+    steps_per_epoch: int = 0
+    vocabs: dict[str, list[str]] = field(default_factory=dict)
+    data_files: list[Path] = field(default_factory=list)
+
+
+def make_optimizer(optim_cfg, params=None, labels=None, steps_per_epoch: int | None = None):
+    """The ``[optim]`` table as one optax transformation (optim/build.py). A per-epoch schedule
+    (``piecewise_epoch_decay``) gets the number of steps an epoch has, unless the config says."""
+    schedule = optim_cfg.schedule
+    if schedule and schedule.get("kind") == "piecewise_epoch_decay" and steps_per_epoch:
+        schedule = {"steps_per_epoch": steps_per_epoch, **schedule}
+    return build_optimizer(
+        optim_cfg.name,
+        optim_cfg.learning_rate,
+        schedule=schedule,
+        clip_global_norm=optim_cfg.clip_global_norm,
+        clip_elementwise=optim_cfg.clip_elementwise,
+        l1=optim_cfg.l1,
+        l2=optim_cfg.l2,
+        fan_in_scaling=optim_cfg.fan_in_scaling,
+        params=params,
+        labels=labels,
+        **optim_cfg.options,
+    )
+
+
+def optimizer_for(setup: Setup, model: Model, optim_cfg):
+    """``make_optimizer`` for a set-up model: its parameter shapes and labels, its epoch length."""
+    params_shape, _ = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    labels = model.labels(params_shape) if model.labels is not None else None
+    return make_optimizer(optim_cfg, params_shape, labels, setup.steps_per_epoch)
+
+
+def input_noise(std: float) -> Callable:
+    """Gaussian input noise as a regularizer: x ← x + ε, ε ~ N(0, std²), fresh every step."""
+
+    def augment(key, batch):
+        noise = std * jax.random.normal(key, batch["x"].shape, batch["x"].dtype)
+        return {**batch, "x": batch["x"] + noise}
+
+    return augment
+
+
+def make_epoch(setup: Setup, step, train_cfg, driver: str | None = None) -> epochs.Epoch:
+    """The epoch driver of the task's kind of data around ``step`` (train/step.py)."""
+    driver = driver or train_cfg.driver
+    if setup.epoch == "bucketed":
+        return epochs.bucketed(
+            step,
+            lengths=setup.lengths,
+            batch_size=train_cfg.batch_size,
+            driver=driver,
+            augment=setup.augment,
+        )
+    if setup.epoch == "streams":
+        return epochs.streams(step, driver=driver, augment=setup.augment)
+    num_examples = jax.tree_util.tree_leaves(setup.train)[0].shape[0]
+    return epochs.shuffled(
+        step,
+        num_examples=num_examples,
+        batch_size=train_cfg.batch_size,
+        driver=driver,
+        augment=setup.augment,
+    )
+
+
+def steps_of(num_examples: int, batch_size: int) -> int:
+    return max(num_examples // batch_size, 1)
