@@ -43,6 +43,34 @@ def relative_error(a, b, floor: float) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)))
 
 
+def max_relative_error(actual, reference) -> float:
+    """max |actual − reference| / max |reference|: the error relative to the reference's scale."""
+    a, b = np.asarray(actual, np.float64), np.asarray(reference, np.float64)
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
+
+
+def assert_trees_close(actual, expected, *, tol: float | None = None, rtol=1e-10, atol=0.0):
+    """Raise AssertionError unless two pytrees have one structure, one shape per leaf, and close
+    values: ``max_relative_error`` ≤ ``tol`` per leaf when ``tol`` is given, else element-wise
+    ``np.testing.assert_allclose(rtol, atol)``. For checking a hand-written derivative against
+    ``jax.grad`` (or ``jax.vjp``) in a test."""
+    if jax.tree_util.tree_structure(actual) != jax.tree_util.tree_structure(expected):
+        raise AssertionError(
+            f"structures differ: {jax.tree_util.tree_structure(actual)} vs "
+            f"{jax.tree_util.tree_structure(expected)}"
+        )
+    for path, a, b in paired_leaves(actual, expected):
+        where = jax.tree_util.keystr(path)
+        if np.shape(a) != np.shape(b):
+            raise AssertionError(f"{where}: shape {np.shape(a)} vs {np.shape(b)}")
+        if tol is None:
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=where)
+        elif (err := max_relative_error(a, b)) > tol:
+            raise AssertionError(f"{where}: relative error {err:.2e} > {tol}")
+
+
 def numerical_grad(f: Callable, params, h: float = 1e-5, chunk: int = 256):
     """Centered differences of the scalar f at params, for every element of every leaf.
 

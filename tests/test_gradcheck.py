@@ -68,3 +68,63 @@ def test_assert_manual_matches_autodiff_names_the_wrong_leaf():
     wrong = model._replace(manual_value_and_grad=off_by_a_bit)
     with pytest.raises(AssertionError, match=r"\['layers'\]\[0\]\['b'\]"):
         gradcheck.assert_manual_matches_autodiff(wrong, params, state, batch, key)
+
+
+def _scaled(function, index, factor=1.001):
+    """``function`` with the ``index``-th output (a grads dict, or the first of a tuple's dicts)
+    scaled: a derivative off by a tenth of a percent."""
+
+    def wrong(*args, **kwargs):
+        out = list(function(*args, **kwargs))
+        grads = out[index]
+        if isinstance(grads, tuple):  # sll_value_and_grad: (value, (df, dA, dA0))
+            grads = (grads[0], grads[1] * factor, grads[2])
+        else:
+            key = next(iter(grads)) if isinstance(grads, dict) else None
+            grads = {**grads, key: grads[key] * factor} if key else grads * factor
+        out[index] = grads
+        return tuple(out)
+
+    return wrong
+
+
+FAMILIES = [
+    ("quickstart_digits", "lecturenn.nn.layers", "affine_backward", 0),
+    ("cnn_digits", "lecturenn.nn.conv", "conv2d_backward", 0),
+    ("ner_window", "lecturenn.nn.sequence", "sll_value_and_grad", 1),
+    ("ner_window_maxmargin", "lecturenn.nn.layers", "embedding_backward", None),
+    ("ptb_nplm", "lecturenn.nn.layers", "embedding_backward", None),
+    ("ptb_rnn", "lecturenn.nn.recurrent", "rnn_backward", 0),
+    ("ptb_lstm_small", "lecturenn.nn.recurrent", "lstm_backward", 0),
+    ("adding_problem", "lecturenn.nn.recurrent", "rnn_backward", 0),
+]
+
+
+def test_cli_gradcheck_of_each_config_passes(capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name, *_ in FAMILIES:
+        assert main(["gradcheck", str(root / f"{name}.toml")]) == 0, name
+        assert "all gradients agree" in capsys.readouterr().out
+
+
+def test_cli_gradcheck_of_a_config_fails_on_a_wrong_derivative(monkeypatch, capsys):
+    """A wrong backward in each model family (affine, conv, SLL, embedding scatter-add, RNN and
+    LSTM BPTT) makes ``lecturenn gradcheck CONFIG`` exit 1, naming the leaf."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name, module_name, function, index in FAMILIES:
+        module = importlib.import_module(module_name)
+        original = getattr(module, function)
+        if index is None:  # a single array: the embedding gradient
+            wrong = lambda *a, f=original, **k: f(*a, **k) * 1.001  # noqa: E731
+        else:
+            wrong = _scaled(original, index)
+        with monkeypatch.context() as patch:
+            patch.setattr(module, function, wrong)
+            assert main(["gradcheck", str(root / f"{name}.toml")]) == 1, name
+        captured = capsys.readouterr()
+        assert " NO" in captured.out and "FAILED" in captured.err, name

@@ -62,7 +62,8 @@ def test_epoch_is_an_in_order_pass_over_windows_carrying_the_state(char_config):
     opt_state = optimizer.init(params)
     key = jax.random.PRNGKey(1)
     epoch = make_epoch(
-        setup, make_step(setup.model, optimizer_for(setup, setup.model, cfg.optim), jit=False),
+        setup,
+        make_step(setup.model, optimizer_for(setup, setup.model, cfg.optim), jit=False),
         cfg.train,
     )
     new_params, new_state, _, loss, aux = epoch(params, state, opt_state, setup.train, key)

@@ -13,11 +13,6 @@ from lecturenn.models import nplm
 V, N, n = 13, 6, 3
 
 
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a), np.asarray(b)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
-
-
 def make(**kw):
     base = dict(vocab_size=V, context=n, embed_dim=4, hidden_dim=5, dtype="float64")
     cfg = nplm.NPLMConfig(**{**base, **kw})

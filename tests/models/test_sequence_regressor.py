@@ -12,11 +12,6 @@ from lecturenn.gradcheck import assert_manual_matches_autodiff
 from lecturenn.models import sequence_regressor as sr
 
 
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a), np.asarray(b)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
-
-
 @pytest.mark.parametrize("cell", ["tanh", "irnn", "lstm"])
 def test_manual_grads_match_jax_grad(cell):
     cfg = sr.SequenceRegressorConfig(

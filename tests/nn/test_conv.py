@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from lecturenn.gradcheck import max_relative_error
 from lecturenn.nn.conv import (
     avgpool_backward,
     avgpool_forward,
@@ -28,11 +29,6 @@ TOL = 1e-7
 fast_compile_jit = functools.partial(
     jax.jit, compiler_options={"xla_backend_optimization_level": 0}
 )
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
 
 
 def reference_conv(W, b, x, stride, padding):
@@ -96,7 +92,7 @@ def test_conv2d_forward_and_backward_match_vjp_of_lax_conv(
     for impl, ours in outputs.items():
         for name, got, want in zip(["y", "dW", "db", "dx"], ours, reference, strict=True):
             assert got.shape == want.shape, (impl, name)
-            assert rel_err(got, want) <= TOL, (impl, name)
+            assert max_relative_error(got, want) <= TOL, (impl, name)
 
 
 def test_conv2d_im2col_forward_equals_lax_forward_in_float32():
@@ -128,8 +124,8 @@ def test_conv2d_cache_crosses_a_jit_boundary(impl):
         return jnp.sum(reference_conv(params["W"], params["b"], x, 2, "same") ** 2)
 
     ref_grads, ref_dx = jax.grad(loss, argnums=(0, 1))(params, x)
-    assert rel_err(grads["W"], ref_grads["W"]) <= TOL
-    assert rel_err(dx, ref_dx) <= TOL
+    assert max_relative_error(grads["W"], ref_grads["W"]) <= TOL
+    assert max_relative_error(dx, ref_dx) <= TOL
 
 
 def test_conv2d_auto_impl_is_im2col_for_one_input_channel_else_lax():
@@ -188,7 +184,7 @@ def test_pool_backward_matches_vjp_of_reduce_window(kind, image_hw, size, stride
     ours, reference = pool_outputs_ours_and_reference(x, dy, size=size, stride=stride, kind=kind)
     for name, got, want in zip(["y", "dx"], ours, reference, strict=True):
         assert got.shape == want.shape, name
-        assert rel_err(got, want) <= TOL, name
+        assert max_relative_error(got, want) <= TOL, name
 
 
 def test_maxpool_fast_path_matches_vjp_of_reshape_max():
@@ -202,8 +198,8 @@ def test_maxpool_fast_path_matches_vjp_of_reshape_max():
         return (y, maxpool_backward(cache, dy)), (ref_y, ref_vjp(dy)[0])
 
     (y, dx), (ref_y, ref_dx) = ours_and_reference(x, dy)
-    assert rel_err(y, ref_y) <= TOL
-    assert rel_err(dx, ref_dx) <= TOL
+    assert max_relative_error(y, ref_y) <= TOL
+    assert max_relative_error(dx, ref_dx) <= TOL
 
 
 def brute_force_first_max_pool_grad(x, dy, size, stride):

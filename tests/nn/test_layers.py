@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lecturenn.errors import UserError
+from lecturenn.gradcheck import assert_trees_close
 from lecturenn.nn import layers
 from lecturenn.nn.activations import ACTIVATIONS
 
@@ -15,12 +16,6 @@ from lecturenn.nn.activations import ACTIVATIONS
 def randn(seed, shape, scale=1.0, shift=0.0):
     """Gaussian draws made by numpy: test data that costs no XLA compilation."""
     return jnp.asarray(shift + scale * np.random.default_rng(seed).normal(size=shape))
-
-
-def assert_trees_close(actual, expected, rtol=1e-10, atol=1e-12):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol), actual,
-                 expected)  # fmt: skip
 
 
 def check_backward_against_vjp(forward, backward, primals, seed=99, rtol=1e-10):

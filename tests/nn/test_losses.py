@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lecturenn.errors import UserError
+from lecturenn.gradcheck import assert_trees_close
 from lecturenn.nn import losses
 
 N, K = 6, 4
@@ -50,12 +51,6 @@ def evaluate(name, masked):
         }
 
     return run
-
-
-def assert_trees_close(actual, expected, rtol=1e-10, atol=1e-14):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol), actual,
-                 expected)  # fmt: skip
 
 
 def centered_differences(f, x, h=1e-6):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from lecturenn.errors import UserError
+from lecturenn.gradcheck import assert_trees_close
 from lecturenn.train import parallel
 
 WORKER = Path(__file__).with_name("_dist_worker.py")
@@ -35,12 +36,6 @@ def _env(**extra) -> dict:
 
 def _last_json(stdout: str) -> dict:
     return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
-
-
-def _assert_trees_close(a, b, rtol, atol):
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
 def _free_port() -> int:
@@ -75,8 +70,8 @@ def test_eight_emulated_devices_equal_one_device():
     out = _last_json(proc.stdout)
     assert out["device_count"] == 8
     # float32: the all-reduce sums the eight shards' gradients in another order than one matmul.
-    _assert_trees_close(out["scan_eight"], out["one"], rtol=1e-5, atol=1e-6)
-    _assert_trees_close(out["loop_eight"], out["one"], rtol=1e-5, atol=1e-6)
+    assert_trees_close(out["scan_eight"], out["one"], rtol=1e-5, atol=1e-6)
+    assert_trees_close(out["loop_eight"], out["one"], rtol=1e-5, atol=1e-6)
     assert out["scan_replicated"] and out["loop_replicated"]
     assert out["batch_specs"] == ['["data"]']
     assert out["shard_rows"] == [96 // 8]
@@ -120,7 +115,7 @@ def test_two_processes_with_gloo_fit_like_one_process():
     for out in outputs:
         assert out["device_count"] == count * out["local_device_count"]
         # float64 over gloo: only the order of the gradient sums differs from one process.
-        _assert_trees_close(out["params"], expected, rtol=1e-10, atol=1e-12)
+        assert_trees_close(out["params"], expected, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(
             out["train_loss"], [r["train_loss"] for r in history.epochs], rtol=1e-10
         )
