@@ -18,9 +18,10 @@ def block(tree):
     )
 
 
-def time_calls(fns: dict, *, repeats: int = 7, number: int = 20) -> dict:
+def time_calls(fns: dict, *, repeats: int = 7, number: int = 20, spread: bool = False):
     """Median seconds per call of each zero-argument fn, measured round-robin so that the
-    candidates share the machine's state (thermal, other load) fairly."""
+    candidates share the machine's state (thermal, other load) fairly. With ``spread``, also
+    {name: [median, min, max]} over the rounds, so a ratio can be told from noise."""
     for fn in fns.values():
         block(fn())
     samples = {name: [] for name in fns}
@@ -31,7 +32,10 @@ def time_calls(fns: dict, *, repeats: int = 7, number: int = 20) -> dict:
                 out = fn()
             block(out)
             samples[name].append((time.perf_counter() - start) / number)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    medians = {name: statistics.median(s) for name, s in samples.items()}
+    if not spread:
+        return medians
+    return medians, {name: [medians[name], min(s), max(s)] for name, s in samples.items()}
 
 
 def machine() -> dict:

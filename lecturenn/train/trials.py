@@ -57,6 +57,21 @@ def trial_slice(tree, i: int):
     return jax.tree_util.tree_map(lambda a: a[i], tree)
 
 
+def trial_epoch(build: Callable[[dict], tuple], make_epoch: Callable, grads: str = "manual"):
+    """One trial's epoch as a pure function of its hyper-parameters, to be vmapped over trials:
+    ``run(params, state, opt_state, hp, active, data, plan) -> (params, state, opt_state, loss,
+    aux, moved)``; a trial that is not ``active``, or whose loss is not finite, keeps its state."""
+
+    def run(params, state, opt_state, hp, active, data, plan):
+        step = make_step(*build(hp), grads, jit=False)
+        new = make_epoch(step).run(params, state, opt_state, data, plan)
+        moved = active & jnp.isfinite(new[3])
+        params, state, opt_state = _select(moved, new[:3], (params, state, opt_state))
+        return params, state, opt_state, new[3], new[4], moved
+
+    return run
+
+
 def train_vmapped(
     build: Callable[[dict], tuple],
     make_epoch: Callable,
@@ -97,18 +112,9 @@ def train_vmapped(
         params, state = model.init(init_key)
         return params, state, optimizer.init(params), key
 
-    def step_of(hp):
-        model, optimizer = build(hp)
-        return make_step(model, optimizer, grads, jit=False)
-
-    def trial_run(params, state, opt_state, hp, active, data, plan):
-        new = make_epoch(step_of(hp)).run(params, state, opt_state, data, plan)
-        moved = active & jnp.isfinite(new[3])
-        params, state, opt_state = _select(moved, new[:3], (params, state, opt_state))
-        return params, state, opt_state, new[3], new[4], moved
-
+    trial_run = trial_epoch(build, make_epoch, grads)
     first_hp = {k: v[0] for k, v in hparams.items()}
-    planner = make_epoch(step_of(first_hp))
+    planner = make_epoch(make_step(*build(first_hp), grads, jit=False))
     split_keys = jax.jit(jax.vmap(jax.random.split))
     run_epochs: dict = {}  # compiled per layout of the plan's trial axes
     unstack = jax.jit(lambda tree: [trial_slice(tree, i) for i in range(num_trials)])
