@@ -1,3 +1,15 @@
-"""lecturenn: the neural-network lectures as a JAX library with hand-written backprop."""
+"""lecturenn: the neural-network lectures as a JAX library with hand-written backprop.
+
+from lecturenn import load_run
+run = load_run("runs/ner_window")   # run.model, run.params, run.state, run.vocabs, run.config
+"""
 
 __version__ = "0.1.0"
+
+
+def load_run(path):
+    """A trained run folder, read from the folder alone: its config, model, best parameters and
+    state, vocabularies and summary (``lecturenn.experiments.inference.Run``)."""
+    from lecturenn.experiments.inference import load_run as load
+
+    return load(path)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lecturenn.errors import UserError
+from lecturenn.errors import Interrupted, UserError
 
 
 def _cmd_run(args) -> int:
@@ -21,10 +21,23 @@ def _cmd_run(args) -> int:
 
     if args.resume is not None and args.out is not None and args.resume != args.out:
         raise UserError("give the run folder once: --resume DIR (it is also the output folder)")
+    if args.from_step is not None and args.resume is None:
+        raise UserError("--from-step N goes with --resume DIR")
+    if args.overwrite and args.resume is not None:
+        raise UserError("--overwrite starts a new run; it cannot go with --resume")
     out = Path(args.resume or args.out or Path("runs") / cfg.name)
-    summary = run(cfg, out, resume=args.resume is not None, quiet=args.quiet)
+    summary = run(
+        cfg,
+        out,
+        resume=args.resume is not None,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+        from_step=args.from_step,
+    )
     shown = ", ".join(
-        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in summary.items()
+        if isinstance(v, (int, float, str)) and "_class_" not in k
     )
     print(f"{out}: {shown}")
     return 0
@@ -139,7 +152,7 @@ def _cmd_data(args) -> int:
     bad = 0
     for name in names:
         if args.action == "fetch":
-            for path in registry.fetch(name, progress=_progress):
+            for path in registry.fetch(name, base_url=args.base_url, progress=_progress):
                 print(f"{name}: {path}")
         else:
             for path, ok, message in registry.verify(name):
@@ -189,6 +202,13 @@ def _cmd_tag(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from lecturenn.experiments.export import export_run
+
+    print(export_run(args.run, args.format, args.out))
+    return 0
+
+
 def _cmd_report(args) -> int:
     from lecturenn.experiments.report import report
 
@@ -197,9 +217,10 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lecturenn import gradcheck
+    from lecturenn import __version__, gradcheck
 
     parser = argparse.ArgumentParser(prog="lecturenn", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lecturenn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="train from a TOML config and write a run folder")
@@ -212,7 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set optim.learning_rate=0.01",
     )
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its checkpoint (or extend it: --set train.epochs=N)",
+    )
+    p.add_argument(
+        "--from-step",
+        type=int,
+        metavar="N",
+        help="with --resume: continue from the checkpoint of epoch N instead of the latest",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace what --out holds when the run finishes"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
@@ -276,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
 
+    p = sub.add_parser("export", help="a run's best parameters as safetensors or npz")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--format", default="safetensors", help="safetensors (the export extra) or npz")
+    p.add_argument("--out", help="file to write (default: RUN/model.FORMAT)")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("report", help="compare run folders: table and curves")
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--plot", default="report.png", help="comparison plot path ('' for none)")
@@ -290,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="list, fetch or verify the named datasets")
     p.add_argument("action", choices=["list", "fetch", "verify"])
     p.add_argument("names", nargs="*", help="dataset names (verify: all when none given)")
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="fetch from a mirror: its scheme, host and path prefix replace the original's",
+    )
     p.set_defaults(func=_cmd_data)
     return parser
 
@@ -298,9 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("lecturenn: interrupted", file=sys.stderr)
+        return 130
     except UserError as err:
-        print(f"lecturenn: error: {err}", file=sys.stderr)
-        return 2
+        print(
+            f"lecturenn: {'' if isinstance(err, Interrupted) else 'error: '}{err}", file=sys.stderr
+        )
+        return 130 if isinstance(err, Interrupted) else 2
 
 
 if __name__ == "__main__":

@@ -6,3 +6,8 @@ class UserError(Exception):
 
     The message names the file, line or key at fault and, where it can, the fix.
     """
+
+
+class Interrupted(UserError):
+    """Ctrl-C during a run: it stops where it is; the message says where its last checkpoint is
+    and how to resume. The CLI exits with status 130."""

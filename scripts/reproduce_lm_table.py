@@ -39,12 +39,12 @@ PTB = [
 ]
 CHAR = ("char_shakespeare", "char_shakespeare", [])
 ADDING_LENGTHS, ADDING_CELLS = (100, 200, 400), ("tanh", "irnn", "lstm")
-# Zaremba small on this data with PyTorch (REFERENCES.md): valid perplexity after epochs 1-4
+# Zaremba small on this data with PyTorch (a faithful run of the recipe): valid perplexity after epochs 1-4
 PYTORCH_VALID = [183, 145, 135, 131]
 
 
 # The LSTM's forget-gate bias per length: Le et al.'s best at 200 (4.0) and 400 (10.0)
-# (REFERENCES.md), and 4.0 at 100 too. Its Adam rate is 1e-2 (Le et al.'s LSTMs mostly used
+# (Le et al. 2015), and 4.0 at 100 too. Its Adam rate is 1e-2 (Le et al.'s LSTMs mostly used
 # 0.01, with SGD): at the config's 1e-3 the LSTM stayed at the baseline for all 15 epochs at
 # T = 100 (forget bias 1.0, test MSE 0.1656) and for 11 epochs at T = 200 (bias 4.0, valid
 # 0.160), where 1e-2 solves T = 100 within 1,000 steps.

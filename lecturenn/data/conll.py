@@ -48,24 +48,32 @@ def read_conll(path: str | Path) -> list[Sentence]:
             sentences.append(Sentence(*(tuple(column) for column in zip(*rows, strict=True))))
             rows.clear()
 
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            columns = line.split()
-            if not columns:
-                close_sentence()
-                continue
-            expected = f"{path}:{number}: expected 4 space-separated columns (word POS chunk NER)"
-            if len(columns) != 4:
-                raise UserError(f"{expected}, got {len(columns)}: {line.rstrip()!r}")
-            if columns[0] == "-DOCSTART-":
-                close_sentence()
-                continue
-            for name, tag in (("chunk", columns[2]), ("NER", columns[3])):
-                if not _IOB_TAG.fullmatch(tag):
-                    raise UserError(
-                        f"{expected}, got {name} tag {tag!r}, which is not O, B-TYPE or I-TYPE"
-                    )
-            rows.append(columns)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); "
+            "is it a CoNLL-2003 file?"
+        ) from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        columns = line.split()
+        if not columns:
+            close_sentence()
+            continue
+        expected = f"{path}:{number}: expected 4 space-separated columns (word POS chunk NER)"
+        if len(columns) != 4:
+            raise UserError(f"{expected}, got {len(columns)}: {line.rstrip()!r}")
+        if columns[0] == "-DOCSTART-":
+            close_sentence()
+            continue
+        for name, tag in (("chunk", columns[2]), ("NER", columns[3])):
+            if not _IOB_TAG.fullmatch(tag):
+                raise UserError(
+                    f"{expected}, got {name} tag {tag!r}, which is not O, B-TYPE or I-TYPE"
+                )
+        rows.append(columns)
     close_sentence()
     return sentences
 

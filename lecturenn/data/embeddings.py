@@ -130,6 +130,9 @@ def _parse(path: Path, numbers: list[int], rests: list[bytes], dim: int, dtype) 
         raise UserError(
             f"{path}: expected {len(rests)} vectors of {dim} numbers, read {block.shape}"
         )
+    bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+    if bad.size:
+        raise UserError(f"{path}:{numbers[bad[0]]}: the vector holds a NaN or infinite number")
     return block
 
 

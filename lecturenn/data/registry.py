@@ -6,7 +6,7 @@ after the digest matches, so an interrupted or corrupted download never leaves a
 reader could mistake for the dataset.
 
 Digests. Each file lists every digest it accepts, as ``(algorithm, hex)`` pairs; a file is good if
-any one matches. Where the copy this project ships (``/work/shared/data``, see its README) is not
+any one matches. Where the copy of the data this project was developed with is not
 byte-identical to what the original URL serves, both are listed:
 
 - Fashion-MNIST: the shared files come from Debian's ``dataset-fashion-mnist`` package, whose gzip
@@ -343,7 +343,8 @@ def _download(url: str, target: Path, timeout: float, progress: Progress | None)
         else:
             reason = error
         raise UserError(
-            f"could not download {url}: {reason} (check the network or pass a mirror)"
+            f"could not download {url}: {reason} (check the network, or fetch from a mirror: "
+            "lecturenn data fetch NAME --base-url URL)"
         ) from error
 
 

@@ -35,12 +35,24 @@ def _missing(path: Path, dataset: str) -> UserError:
     )
 
 
-def _lines(path: str | Path, dataset: str) -> list[str]:
+def read_text(path: str | Path, dataset: str) -> str:
+    """A corpus file's text; a file that is missing or not UTF-8 is a UserError naming it (and,
+    for bad bytes, the line)."""
     path = Path(path)
     if not path.is_file():
         raise _missing(path, dataset)
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); is it the right file?"
+        ) from None
+
+
+def _lines(path: str | Path, dataset: str) -> list[str]:
+    lines = read_text(path, dataset).split("\n")
     # A final newline ends the last line; it does not start an empty one.
     return lines[:-1] if lines[-1] == "" else lines
 
@@ -84,10 +96,16 @@ def load_ptb(root: str | Path | None = None) -> dict[str, Any]:
     for path in paths.values():
         if not path.is_file():
             raise _missing(path, "ptb")
-    word_to_id, id_to_word = build_vocab(read_words(paths["train"]))
-    corpus: dict[str, Any] = {
-        split: _encode_words(path, word_to_id) for split, path in paths.items()
-    }
+    corpus: dict[str, Any] = {}
+    for split, path in paths.items():  # train first: its words are the vocabulary
+        if split == "train":
+            words = read_words(path)
+            if len(words) < 2:
+                raise UserError(f"{path}: empty; the training split of a word corpus needs text")
+            word_to_id, id_to_word = build_vocab(words)
+        corpus[split] = _encode_words(path, word_to_id)
+        if corpus[split].size < 2:
+            raise UserError(f"{path}: empty; the {split} split of a word corpus needs text")
     corpus["vocab"] = id_to_word
     corpus["word_to_id"] = word_to_id
     return corpus
@@ -104,11 +122,9 @@ def load_chars(path: str | Path, valid_fraction: float = 0.1) -> dict[str, Any]:
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"load_chars: valid_fraction must be in (0, 1), got {valid_fraction}")
     path = Path(path)
-    if not path.is_file():
-        raise _missing(path, "tinyshakespeare")
-    text = path.read_text(encoding="utf-8")
-    if not text:
-        raise UserError(f"{path}: the file is empty; a character corpus needs text")
+    text = read_text(path, "tinyshakespeare")
+    if len(text) < 2:
+        raise UserError(f"{path}: the file holds {len(text)} characters; a corpus needs text")
     # One code point per uint32 lets numpy map characters to ids without a Python loop.
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     symbols = np.unique(codes)

@@ -10,6 +10,7 @@ plain string. Every mistake — unknown key, wrong type, missing field, bad TOML
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -21,6 +22,31 @@ from lecturenn.errors import UserError
 from lecturenn.models.base import setting
 
 GRAD_SOURCES = ("manual", "autodiff")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class Source:
+    """Where a config's values come from, for error messages: the file, except for the keys a
+    ``--set key=value`` override gave, which are blamed on that override."""
+
+    def __init__(self, path: str, overrides: dict[str, str] | None = None):
+        self.path, self.overrides = path, dict(overrides or {})
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __call__(self, where: str = "") -> str:
+        key = re.sub(r"\[\d+\]", "", where)
+        for overridden, text in self.overrides.items():
+            if key == overridden or key.startswith(overridden + "."):
+                return f"--set {text!r}"
+        return self.path
+
+
+def _blame(source, where: str) -> str:
+    return source(where) if callable(source) else str(source)
+
+
 DRIVERS = ("scan", "loop")
 
 
@@ -56,25 +82,24 @@ class TrainConfig:
     input_noise: float = setting(0.0, "std of Gaussian noise added to the inputs while training")
     diagnostics: bool = setting(False, "log gradient norms and activation saturation per epoch")
     checkpoint: bool = setting(True, "save a resumable checkpoint after every epoch")
+    tensorboard: bool = setting(
+        False, "TensorBoard event files in RUN/tensorboard (the tensorboard extra)"
+    )
 
-    def check(self, source: str) -> None:
+    def check(self, source) -> None:
+        def fail(key, what):
+            raise UserError(f"{_blame(source, 'train.' + key)}: key {'train.' + key!r} {what}")
+
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
-                raise UserError(
-                    f"{source}: key 'train.{key}' must be >= 1, got {getattr(self, key)}"
-                )
+                fail(key, f"must be >= 1, got {getattr(self, key)}")
         if self.patience is not None and self.patience < 1:
-            raise UserError(f"{source}: key 'train.patience' must be >= 1, got {self.patience}")
+            fail("patience", f"must be >= 1, got {self.patience}")
         if self.input_noise < 0:
-            raise UserError(
-                f"{source}: key 'train.input_noise' must be >= 0, got {self.input_noise}"
-            )
+            fail("input_noise", f"must be >= 0, got {self.input_noise}")
         for key, choices in (("grads", GRAD_SOURCES), ("driver", DRIVERS)):
             if getattr(self, key) not in choices:
-                raise UserError(
-                    f"{source}: key 'train.{key}' must be one of {', '.join(choices)}, "
-                    f"got {getattr(self, key)!r}"
-                )
+                fail(key, f"must be one of {', '.join(choices)}, got {getattr(self, key)!r}")
 
 
 @dataclass
@@ -86,9 +111,10 @@ class ParallelConfig:
     data: int = setting(1, "devices the batch is split over (params replicated)")
     distributed: bool = setting(False, "join a multi-process run (jax.distributed) first")
 
-    def check(self, source: str) -> None:
+    def check(self, source) -> None:
         if self.data < 1:
-            raise UserError(f"{source}: key 'parallel.data' must be >= 1, got {self.data}")
+            where = _blame(source, "parallel.data")
+            raise UserError(f"{where}: key 'parallel.data' must be >= 1, got {self.data}")
 
 
 @dataclass
@@ -112,7 +138,9 @@ def _type_name(tp) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        item = _type_name(typing.get_args(tp)[0])
+        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings"}
+        return f"a list of {plural.get(item, item)}"
     if dataclasses.is_dataclass(tp):
         return "a table"
     return {
@@ -164,8 +192,8 @@ def _convert(value: Any, tp, where: str, source: str):
             # training runs in float32: inf, nan and 1e39 would only surface as a NaN loss later
             if not abs(float(value)) <= FLOAT32_MAX:
                 raise UserError(
-                    f"{source}: key '{where}' must be a finite number within float32 range "
-                    f"(|x| ≤ {FLOAT32_MAX:.4g}), got {value!r}"
+                    f"{_blame(source, where)}: key {where!r} must be a finite number within "
+                    f"float32 range (|x| ≤ {FLOAT32_MAX:.4g}), got {value!r}"
                 )
             return float(value)
     elif tp is int:
@@ -173,7 +201,9 @@ def _convert(value: Any, tp, where: str, source: str):
             return value
     elif isinstance(value, tp):
         return value
-    raise UserError(f"{source}: key '{where}' must be {_type_name(tp)}, got {value!r}")
+    raise UserError(
+        f"{_blame(source, where)}: key {where!r} must be {_type_name(tp)}, got {value!r}"
+    )
 
 
 def from_dict(cls, raw: dict, source: str = "<config>", prefix: str = ""):
@@ -186,11 +216,14 @@ def from_dict(cls, raw: dict, source: str = "<config>", prefix: str = ""):
     for key, value in raw.items():
         where = f"{prefix}.{key}" if prefix else key
         if key not in fields:
-            raise UserError(f"{source}: unknown key '{where}'; valid keys here: {', '.join(names)}")
+            raise UserError(
+                f"{_blame(source, where)}: unknown key {where!r}; valid keys here: "
+                f"{', '.join(names)}"
+            )
         if fields[key].metadata.get("data"):
             raise UserError(
-                f"{source}: key '{where}' is filled from the data set, not set in a config; "
-                "remove it"
+                f"{_blame(source, where)}: key {where!r} is filled from the data set, not set in "
+                "a config; remove it"
             )
         values[key] = _convert(value, hints[key], where, source)
     return cls(**values)
@@ -213,9 +246,15 @@ def read_toml(path: Path, _seen: tuple = ()) -> dict:
     if path.resolve() in _seen:
         raise UserError(f"{path}: 'extends' makes a cycle through {path.name}")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a config file") from None
+    except PermissionError:
+        raise UserError(f"{path}: cannot read the config file (permission denied)") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: invalid TOML: {err}") from None
     base = raw.pop("extends", None)
@@ -242,6 +281,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     raw = _merge({}, raw)
     for text in overrides:
         keys, value = parse_override(text)
+        if not all(keys):
+            raise UserError(f"--set {text!r}: empty key; expected e.g. --set train.epochs=5")
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
@@ -251,20 +292,25 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _section(raw: dict, section: str, selector: str, registry: dict, source: str):
+def _override_keys(overrides: list[str]) -> dict[str, str]:
+    return {".".join(parse_override(text)[0]): text for text in overrides}
+
+
+def _section(raw: dict, section: str, selector: str, registry: dict, source):
     """(the registry entry chosen by ``section.selector``, the rest of the table)."""
     table = raw.get(section, {})
     if not isinstance(table, dict):
-        raise UserError(f"{source}: '{section}' must be a table")
+        raise UserError(f"{_blame(source, section)}: '{section}' must be a table")
     choice = table.get(selector)
+    where = _blame(source, f"{section}.{selector}")
     if choice is None:
         raise UserError(
-            f"{source}: missing key '{section}.{selector}'; expected one of "
+            f"{where}: missing key '{section}.{selector}'; expected one of "
             f"{', '.join(sorted(registry))}"
         )
     if not isinstance(choice, str) or choice not in registry:
         raise UserError(
-            f"{source}: key '{section}.{selector}' is {choice!r}; expected one of "
+            f"{where}: key '{section}.{selector}' is {choice!r}; expected one of "
             f"{', '.join(sorted(registry))}"
         )
     return registry[choice], table
@@ -280,11 +326,17 @@ def load_config_dict(raw: dict, overrides: list[str] = (), *, source: str = "<co
     from lecturenn.experiments import schemas
 
     raw = apply_overrides(raw, list(overrides))
+    source = Source(str(source), _override_keys(list(overrides)))
     kind, table = _section(raw, "model", "kind", schemas.MODELS, source)
     model = from_dict(kind.config, {k: v for k, v in table.items() if k != "kind"}, source, "model")
     data_cls, table = _section(raw, "data", "name", schemas.DATASETS, source)
     data = from_dict(data_cls, table, source, "data")
     cfg = from_dict(Config, {k: v for k, v in raw.items() if k not in ("model", "data")}, source)
+    if not NAME.fullmatch(cfg.name) or ".." in cfg.name:
+        raise UserError(
+            f"{source('name')}: key 'name' must be a plain name (letters, digits, '.', '_', '-'; "
+            f"no folders), got {cfg.name!r}: runs go to runs/NAME unless --out says otherwise"
+        )
     cfg.model, cfg.data = model, data
     cfg.train.check(source)
     cfg.parallel.check(source)
@@ -293,12 +345,13 @@ def load_config_dict(raw: dict, overrides: list[str] = (), *, source: str = "<co
     return cfg
 
 
-def _check_model(model, source: str) -> None:
-    """The model's own range checks, with the config file named."""
+def _check_model(model, source) -> None:
+    """The model's own range checks, with the config file (or the --set override) named."""
     try:
         model.check()
     except UserError as error:
-        raise UserError(f"{source}: {error}") from None
+        key = re.match(r"model\.(\w+)", str(error))
+        raise UserError(f"{_blame(source, key.group(0) if key else 'model')}: {error}") from None
 
 
 def _plain(value):

@@ -1,61 +1,95 @@
-"""Progress of a training run: a bar on a terminal, one plain line per epoch elsewhere (logs under
-nohup or Slurm, notebooks, CI), each with the epoch's loss, validation figure, speed and ETA."""
+"""Progress of a training run, wherever it runs.
+
+- On a terminal: a bar within each epoch (steps done, the step's loss, steps/s), then the epoch's
+  figures.
+- Elsewhere (a log file under nohup or Slurm, a notebook, CI): one plain line per epoch with its
+  loss, validation figure, speed and ETA, and in a long epoch a line every
+  ``LECTURENN_PROGRESS_SECONDS`` seconds (30 by default) with the steps done and the ETA.
+
+The steps are reported from inside the compiled epoch (train/epochs.py, ``progress``), about
+50 times an epoch.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Callable
 
 
-def _shown(row: dict) -> dict[str, str]:
-    return {
-        k: f"{v:.4g}"
+def _shown(row: dict) -> str:
+    return " ".join(
+        f"{k}={v:.4g}"
         for k, v in row.items()
         if isinstance(v, float) and k.startswith(("train_loss", "val_"))
-    }
+    )
 
 
-def progress_reporter(
-    epochs: int, steps_per_epoch: int, quiet: bool, stream=None
-) -> Callable[[dict], None]:
-    """``report(row)`` after each epoch: a tqdm bar over epochs when ``stream`` (stderr by
-    default) is a terminal, else one line ``epoch 3/20: train_loss=... val_f1=... 412 steps/s,
-    ETA 5.1 min``. ``quiet``: nothing."""
-    stream = sys.stderr if stream is None else stream
-    if quiet:
-        return lambda row: None
-    started = time.perf_counter()
-    first = {}
+class Progress:
+    """``step(done, loss)`` during an epoch, ``epoch(row)`` after it (``quiet``: silent)."""
 
-    def eta(row) -> float:
-        first.setdefault("epoch", row["epoch"] - 1)
-        done = row["epoch"] - first["epoch"]
-        return (time.perf_counter() - started) / max(done, 1) * (epochs - row["epoch"])
+    def __init__(self, epochs: int, steps_per_epoch: int, quiet: bool = False, stream=None):
+        self.epochs, self.steps = epochs, max(steps_per_epoch, 1)
+        self.stream = sys.stderr if stream is None else stream
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self.every = float(os.environ.get("LECTURENN_PROGRESS_SECONDS", "30"))
+        self.started = self.epoch_started = self.last_line = time.perf_counter()
+        self.first_epoch = None
+        self.current = 1
+        self.bar = None
 
-    if not stream.isatty():
+    def _eta(self, epochs_done: float) -> float:
+        elapsed = time.perf_counter() - self.started
+        done = epochs_done - (self.first_epoch or 0)
+        return elapsed / max(done, 1e-9) * (self.epochs - epochs_done)
 
-        def line(row):
-            figures = " ".join(f"{k}={v}" for k, v in _shown(row).items())
-            speed = row["steps_per_s"] if "steps_per_s" in row else steps_per_epoch / row["seconds"]
+    def step(self, done, loss) -> None:
+        if self.quiet:
+            return
+        done, loss = int(done), float(loss)  # 0-d arrays when called from a compiled epoch
+        if self.first_epoch is None:
+            self.first_epoch = self.current - 1
+        now = time.perf_counter()
+        speed = done / max(now - self.epoch_started, 1e-9)
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(
+                    total=self.steps,
+                    unit="step",
+                    desc=f"epoch {self.current}/{self.epochs}",
+                    file=self.stream,
+                    leave=False,
+                )
+            self.bar.n = done
+            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=True)
+            return
+        if now - self.last_line >= self.every:
+            eta = self._eta(self.current - 1 + done / self.steps)
             print(
-                f"epoch {row['epoch']}/{epochs}: {figures} {speed:.0f} steps/s, "
-                f"ETA {eta(row) / 60:.1f} min",
-                file=stream,
+                f"epoch {self.current}/{self.epochs} step {done}/{self.steps}: loss={loss:.4g} "
+                f"{speed:.0f} steps/s, ETA {eta / 60:.1f} min",
+                file=self.stream,
                 flush=True,
             )
+            self.last_line = now
 
-        return line
-    from tqdm import tqdm
-
-    bar = tqdm(total=epochs, unit="epoch", file=stream)
-
-    def update(row):
-        shown = _shown(row)
-        shown["steps/s"] = f"{row.get('steps_per_s', 0):.0f}"
-        bar.n = row["epoch"]
-        bar.set_postfix(shown)
-        if row["epoch"] >= epochs:
-            bar.close()
-
-    return update
+    def epoch(self, row: dict) -> None:
+        if self.quiet:
+            return
+        if self.first_epoch is None:
+            self.first_epoch = row["epoch"] - 1
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        speed = row.get("steps_per_s", self.steps / max(row["seconds"], 1e-9))
+        print(
+            f"epoch {row['epoch']}/{self.epochs}: {_shown(row)} {speed:.0f} steps/s, "
+            f"ETA {self._eta(row['epoch']) / 60:.1f} min",
+            file=self.stream,
+            flush=True,
+        )
+        self.current = row["epoch"] + 1
+        self.epoch_started = self.last_line = time.perf_counter()

@@ -15,22 +15,27 @@ every process trains and only process 0 writes the run folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
 
-from lecturenn.errors import UserError
+from lecturenn.errors import Interrupted, UserError
 from lecturenn.experiments import config as config_lib
-from lecturenn.experiments import diagnostics, plots, schemas
+from lecturenn.experiments import diagnostics, plots, run_folder, schemas
 from lecturenn.experiments.inference import MODEL_FILE, VOCAB_FILE, data_fields_json
-from lecturenn.experiments.progress import progress_reporter
+from lecturenn.experiments.progress import Progress
 from lecturenn.experiments.provenance import provenance
 from lecturenn.experiments.tasks import TASKS
-from lecturenn.experiments.tasks.base import Setup, make_epoch, optimizer_for
+from lecturenn.experiments.tasks.base import (
+    Setup,
+    learning_rate_of,
+    make_epoch,
+    optimizer_for,
+)
 from lecturenn.io import append_line, atomic_write_json, atomic_write_text
 from lecturenn.models.base import Model
 from lecturenn.train import checkpoint, loop, parallel
@@ -87,81 +92,97 @@ def resume_check(out: Path, cfg) -> dict:
     return changed
 
 
-def _prepare_folder(cfg, out: Path, resume: bool, writer: bool) -> list[dict]:
-    """Check (and on a new run, start) the folder; return the epochs a resumed run has done.
-
-    A resumed run's checkpoint is verified against its manifest before any file is touched."""
-    resolved = config_lib.dumps_toml(config_lib.to_dict(cfg))
-    if resume:
-        changed = resume_check(out, cfg)
-        rows = []
-        if checkpoint.latest_checkpoint(out / "checkpoints") is not None:
-            rows = checkpoint.verify(out / "checkpoints")["history"]["epochs"]
-        if cfg.train.epochs < len(rows):
-            raise UserError(
-                f"--resume {out}: the run has trained {len(rows)} epochs already; "
-                f"train.epochs = {cfg.train.epochs} would end it in the past"
-            )
-        if changed and writer:
-            atomic_write_text(out / "config.toml", resolved)
-        if writer:
-            _write_rows(out / "metrics.jsonl", rows)
-        return rows
-    if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-        raise UserError(
-            f"{out} already holds a run with checkpoints: pass --resume {out} to "
-            "continue it, or choose another --out"
+def _resume_rows(source: Path, cfg, from_step: int | None) -> list[dict]:
+    """The epochs a resumed run has done, from its checkpoint, verified against its manifest
+    before any file of the run is touched."""
+    resume_check(source, cfg)
+    directory = source / "checkpoints"
+    if checkpoint.latest_checkpoint(directory) is None:
+        if from_step is not None:
+            raise UserError(f"--from-step {from_step}: {directory} holds no checkpoint")
+        return []
+    chosen = directory / checkpoint.step_name(from_step) if from_step is not None else directory
+    if from_step is not None and not chosen.is_dir():
+        steps = ", ".join(str(n) for n in checkpoint.complete_steps(directory)) or "none"
+        raise UserError(f"--from-step {from_step}: no such checkpoint in {directory} ({steps})")
+    try:
+        rows = checkpoint.verify(chosen)["history"]["epochs"]
+    except UserError as error:
+        intact = [n for n in checkpoint.intact_steps(directory) if from_step is None]
+        hint = (
+            f"; --from-step {intact[-1]} resumes from the intact checkpoint of epoch {intact[-1]}"
+            if intact
+            else ""
         )
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", resolved)
-        _write_rows(out / "metrics.jsonl", [])
-    return []
+        raise UserError(f"{error}{hint}") from None
+    if cfg.train.epochs < len(rows):
+        raise UserError(
+            f"--resume: the run has trained {len(rows)} epochs already; "
+            f"train.epochs = {cfg.train.epochs} would end it in the past"
+        )
+    return rows
 
 
-@contextlib.contextmanager
-def _only_writer(out: Path, writer: bool):
-    """Hold an exclusive lock on ``out/.lock`` while a run writes the folder, so two processes
-    started on the same --out (two queues, a resume while the run still goes) cannot interleave
-    metrics.jsonl and checkpoints. flock is released by the kernel when the process dies, even
-    by SIGKILL, so a crashed run never leaves the folder locked."""
-    if not writer:
-        yield
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(
-                f"{out}: another lecturenn process is writing this run folder; "
-                "wait for it to finish or choose another --out"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def run(cfg: config_lib.Config, out: Path, *, resume: bool = False, quiet: bool = False) -> dict:
-    out = Path(out)
-    if resume and not out.is_dir():
-        raise UserError(f"--resume {out}: no such run folder")
+def run(
+    cfg: config_lib.Config,
+    out: Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    overwrite: bool = False,
+    from_step: int | None = None,
+) -> dict:
+    """Train ``cfg`` into the run folder ``out`` (see run_folder.py for how it is written):
+    a new run, or with ``resume`` the continuation of the run there (from its latest
+    checkpoint, or from the epoch-``from_step`` one)."""
+    out = run_folder.check_out(out)
+    rows = []
+    if resume:
+        rows = _resume_rows(run_folder.resume_source(out), cfg, from_step)
+    else:
+        run_folder.check_new(out, overwrite)
     if cfg.parallel.distributed:
         parallel.init_distributed()
     writer = jax.process_index() == 0
-    with _only_writer(out, writer):
-        return _run(cfg, out, resume, quiet, writer)
+    setup = TASKS[schemas.task_of(cfg)].build(cfg)  # data errors end here, before any write
+    staging = run_folder.staging_of(out)
+    if writer:
+        staging = run_folder.start(out, resume=resume, overwrite=overwrite)
+    parallel.barrier("lecturenn run folder")
+    with run_folder.Lock(staging) if writer else contextlib.nullcontext():
+        if writer:
+            atomic_write_text(
+                staging / "config.toml", config_lib.dumps_toml(config_lib.to_dict(cfg))
+            )
+            _write_rows(staging / "metrics.jsonl", rows)
+            if from_step is not None:
+                checkpoint.point_latest(staging / "checkpoints", from_step)
+        try:
+            summary = _run(cfg, setup, staging, quiet, writer)
+        except KeyboardInterrupt:
+            raise Interrupted(_where_to_resume(staging, out, "interrupted")) from None
+        except loop.DivergedError as error:
+            raise loop.DivergedError(f"{error} ({_where_to_resume(staging, out, '')})") from None
+        except BaseException:
+            if writer and not resume:
+                run_folder.discard_if_untrained(staging)
+            raise
+    if writer:
+        run_folder.publish(staging, out)
+    return summary
 
 
-def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool, writer: bool) -> dict:
-    _prepare_folder(cfg, out, resume, writer)
-    setup = TASKS[schemas.task_of(cfg)].build(cfg)
+def _where_to_resume(staging: Path, out: Path, what: str) -> str:
+    latest = checkpoint.latest_checkpoint(staging / "checkpoints")
+    if latest is None:
+        run_folder.discard_if_untrained(staging)
+        return f"{what}{'; ' if what else ''}no epoch had finished, nothing was kept".lstrip("; ")
+    epoch = int(latest.name.removeprefix("step_"))
+    text = f"the checkpoint of epoch {epoch} is in {staging}: --resume {out} continues from it"
+    return f"{what}; {text}" if what else text
+
+
+def _run(cfg: config_lib.Config, setup: Setup, out: Path, quiet: bool, writer: bool) -> dict:
     model = setup.model
     mesh = None
     if cfg.parallel.data > 1 or cfg.parallel.distributed:
@@ -169,7 +190,13 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool, writer: b
         parallel.check_batch_size(cfg.train.batch_size, mesh)
         model = parallel.shard_model(model, mesh)
     optimizer = optimizer_for(setup, setup.model, cfg.optim)
-    epoch_fn = make_epoch(setup, make_step(model, optimizer, cfg.train.grads, jit=False), cfg.train)
+    progress = Progress(cfg.train.epochs, setup.steps_per_epoch, quiet or not writer)
+    epoch_fn = make_epoch(
+        setup,
+        make_step(model, optimizer, cfg.train.grads, jit=False),
+        cfg.train,
+        progress=None if progress.quiet else progress.step,
+    )
     if mesh is not None:
         epoch_fn = parallel.on_mesh(epoch_fn, mesh)
     evaluate = setup.evaluate
@@ -190,13 +217,19 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool, writer: b
         atomic_write_json(out / MODEL_FILE, data_fields_json(setup.model_config))
         if setup.vocabs:
             atomic_write_json(out / VOCAB_FILE, setup.vocabs)
-    report = progress_reporter(cfg.train.epochs, setup.steps_per_epoch, quiet or not writer)
+
+    board = _tensorboard(out) if writer and cfg.train.tensorboard else None
 
     def on_epoch(row):
         row["steps_per_s"] = setup.steps_per_epoch / row["seconds"]
         if writer:
             append_line(metrics_path, json.dumps(row, sort_keys=True))
-        report(row)
+        if board is not None:
+            for key, value in row.items():
+                if isinstance(value, float) and key != "epoch":
+                    board.add_scalar(key, value, row["epoch"])
+            board.flush()
+        progress.epoch(row)
 
     start = time.perf_counter()
     params, state, history = loop.fit(
@@ -213,8 +246,11 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool, writer: b
         on_epoch=on_epoch,
         checkpointer=checkpointer,
         diagnose=diagnose,
+        learning_rate=learning_rate_of(cfg.optim, setup.steps_per_epoch),
     )
     wall = time.perf_counter() - start
+    if board is not None:
+        board.close()
     if cfg.parallel.distributed:
         params, state = parallel.local_copy((params, state))
     summary = {
@@ -227,6 +263,12 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool, writer: b
     }
     if not writer:
         return summary
+    if checkpointer is None:  # no per-epoch checkpoints: keep the final parameters all the same
+        checkpoint.save_checkpoint(
+            out / "checkpoints",
+            {"best_params": params, "best_state": state},
+            {"step": len(history.epochs), "history": dataclasses.asdict(history)},
+        )
     summary.update(finish(setup, params, state, history, out))
     if diagnose is not None:
         diagnostics.plot_grad_norms(history.epochs, out / "plots" / "grad_norms.png")
@@ -237,6 +279,17 @@ def _run(cfg: config_lib.Config, out: Path, resume: bool, quiet: bool, writer: b
         )
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer of event files in ``out/tensorboard`` (tensorboardX)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise UserError(
+            'train.tensorboard = true needs tensorboardX: pip install -e ".[tensorboard]"'
+        ) from None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def finish(setup: Setup, params, state, history: loop.History, out: Path) -> dict:

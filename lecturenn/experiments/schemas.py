@@ -219,8 +219,9 @@ def check_compatible(cfg, source: str) -> None:
         )
     metrics = TASK_METRICS[task]
     if cfg.train.monitor not in metrics:
+        where = source("train.monitor") if callable(source) else source
         raise UserError(
-            f"{source}: key 'train.monitor' is {cfg.train.monitor!r}, but a {task} model reports "
+            f"{where}: key 'train.monitor' is {cfg.train.monitor!r}, but a {task} model reports "
             f"{', '.join(metrics)}; set train.monitor = {metrics[0]!r}"
         )
 

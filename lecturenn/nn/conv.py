@@ -15,7 +15,7 @@ Two implementations, chosen by ``impl``; both compute ∂L/∂W as shifted matmu
   kernel, in/out swapped, lhs dilation for stride > 1). On XLA CPU these two are the fastest
   choice for C_in > 1, both in a jitted step and inside ``lax.scan``. The filter gradient written
   as a convolution (batch and channels swapped, which is what autodiff emits) is the piece that
-  falls into the REFERENCES.md trap: measured 10–150× slower inside ``lax.scan`` than outside, so
+  falls into a trap of XLA CPU: measured 10–150× slower inside ``lax.scan`` than outside, so
   it is never used here.
 * ``"im2col"`` gathers the kh·kw shifted (strided) slices of the padded input and turns every
   correlation into matmuls (a C_in = 1 correlation into fused multiply-adds).
@@ -41,7 +41,7 @@ Impl = Literal["auto", "im2col", "lax"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 # Below this many input channels one concatenated (M × kh·kw·C_in) matrix beats kh·kw thin
-# per-shift products (REFERENCES.md: for C_in = 1 the 9-column im2col is the fast one).
+# per-shift products (measured: for C_in = 1 the 9-column im2col is the fast one).
 _CONCAT_MAX_CHANNELS = 8
 
 
@@ -259,7 +259,8 @@ def maxpool_forward(x: Array, *, size: int = 2, stride: int = 2) -> tuple[Array,
     """Max pooling over size×size windows with the given stride ("valid", NHWC).
 
     The forward records which window position held the maximum (the first one in row-major order
-    on ties) as a small integer array. The backward reads that index instead of testing
+    on ties; the first NaN if the window holds one, whose output is then NaN) as a small integer
+    array. The backward reads that index instead of testing
     ``x == max`` again. That test gave wrong conv/BN gradients once compiled (right eagerly),
     most likely because XLA recomputes x in two fusions with different rounding (e.g. an FMA
     in one and not the other), so no input equals the recomputed max and δ is lost.
@@ -269,7 +270,9 @@ def maxpool_forward(x: Array, *, size: int = 2, stride: int = 2) -> tuple[Array,
     y = candidates[0]
     argmax = jnp.zeros(y.shape, jnp.int8 if size * size < 128 else jnp.int32)
     for k, candidate in enumerate(candidates[1:], start=1):
-        better = candidate > y  # strict: an earlier position keeps a tie
+        # strict: an earlier position keeps a tie; a NaN wins (and then stays), so a NaN in a
+        # window reaches the output as lax.reduce_window and PyTorch's max-pool give it
+        better = (candidate > y) | (jnp.isnan(candidate) & ~jnp.isnan(y))
         y = jnp.where(better, candidate, y)
         argmax = jnp.where(better, jnp.asarray(k, argmax.dtype), argmax)
     return y, PoolCache(argmax, tuple(x.shape), size, stride)

@@ -1,4 +1,4 @@
-"""Layers as forward/backward pairs (STYLE §1): ``foo_forward -> (out, cache)``, then
+"""Layers as forward/backward pairs: ``foo_forward -> (out, cache)``, then
 ``foo_backward(..., cache, dout) -> grads``. Batch axes lead; features are the last axis.
 
 Caches hold only what the backward needs and are meant to be consumed inside the same trace

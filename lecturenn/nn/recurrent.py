@@ -8,7 +8,7 @@ Parameters (row-vector convention of the CS224n notes, ``z = x W + h U + b``):
 * LSTM: ``{"Wx": (D, 4H), "Wh": (H, 4H), "b": (4H,)}``; the 4H columns are the gate blocks in the
   order **i, f, g, o** (input gate, forget gate, candidate cell, output gate), each H wide.
 
-Speed (REFERENCES.md, "Speed"): the forward projects every input in one (T·B, D) × (D, ·) matmul
+Speed: the forward projects every input in one (T·B, D) × (D, ·) matmul
 before the time loop, so the loop only does ``h W_h`` and the gate nonlinearities. The backward
 is a reverse ``lax.scan`` that carries only the deltas flowing through time and stacks the
 pre-activation deltas δz_t; the weight gradients are then one (T·B)-row matmul each instead of T

@@ -15,7 +15,7 @@ from lecturenn.optim.schedules import SCHEDULES, Schedule, get_schedule, inject_
 from lecturenn.optim.transforms import get_optimizer
 
 
-def _schedule_from(schedule: dict[str, Any], learning_rate: float) -> Schedule:
+def schedule_from(schedule: dict[str, Any], learning_rate: float) -> Schedule:
     """The schedule in `schedule`, its first argument (init_value / lr) = `learning_rate`."""
     options = dict(schedule)
     if "kind" not in options:
@@ -68,7 +68,7 @@ def build_optimizer(
                 "learning_rate is already a schedule: give either a schedule function as "
                 "learning_rate or a schedule dict, not both"
             )
-        learning_rate = _schedule_from(schedule, learning_rate)
+        learning_rate = schedule_from(schedule, learning_rate)
     elif is_concrete(learning_rate) and not learning_rate > 0:
         raise UserError(f"learning_rate must be > 0, got {learning_rate!r}")
     _check_positive("clip_global_norm", clip_global_norm)

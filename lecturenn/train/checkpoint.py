@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def _flatten(payload: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, 
     return arrays, records
 
 
-def _step_name(step: int) -> str:
+def step_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
@@ -131,7 +132,7 @@ def save_checkpoint(
     meta_bytes = json.dumps(
         {"format": FORMAT, "meta": meta, "leaves": records}, indent=1, sort_keys=True
     ).encode()
-    final = directory / _step_name(step)
+    final = directory / step_name(step)
     staging = directory / (final.name + _PARTIAL)
     staging.mkdir()
     try:
@@ -162,6 +163,35 @@ def save_checkpoint(
     return final
 
 
+def complete_steps(directory: str | Path) -> list[int]:
+    """The steps of the checkpoints in ``directory`` that hold a manifest, oldest first."""
+    directory = Path(directory)
+    return [step for step, _ in _complete_steps(directory)] if directory.is_dir() else []
+
+
+def intact_steps(directory: str | Path) -> list[int]:
+    """The steps whose checkpoint passes ``verify``, oldest first."""
+    intact = []
+    for step in complete_steps(directory):
+        try:
+            verify(Path(directory) / step_name(step))
+        except UserError:
+            continue
+        intact.append(step)
+    return intact
+
+
+def point_latest(directory: str | Path, step: int) -> None:
+    """Make the checkpoint of ``step`` the latest (resuming from an earlier one): later ones are
+    removed, and ``latest`` names it."""
+    directory = Path(directory)
+    for later, folder in _complete_steps(directory):
+        if later > step:
+            shutil.rmtree(folder)
+    _write_atomic(directory / LATEST, lambda out: out.write(step_name(step).encode() + b"\n"))
+    fsync_dir(directory)
+
+
 def latest_checkpoint(directory: str | Path) -> Path | None:
     """The checkpoint named by ``latest``, else the highest complete ``step_*``, else None."""
     directory = Path(directory)
@@ -179,8 +209,7 @@ def _resolve(path: Path) -> Path:
         return path
     if path.is_dir() and (path.name.startswith("step_") or (path / ARRAYS).exists()):
         raise UserError(
-            f"{path / MANIFEST} is missing: the checkpoint is incomplete (interrupted save?); "
-            "load an earlier one"
+            f"{path / MANIFEST} is missing: the checkpoint is incomplete (interrupted save?)"
         )
     found = latest_checkpoint(path) if path.is_dir() else None
     if found is None:
@@ -192,14 +221,15 @@ def _verify(folder: Path) -> dict[str, Any]:
     """Check every file against the manifest; return the parsed meta.json."""
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        raise UserError(
-            f"{manifest_path} is missing: the checkpoint is incomplete; load an earlier one"
-        )
+        raise UserError(f"{manifest_path} is missing: the checkpoint is incomplete")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(manifest_path.read_bytes())
         files = manifest["files"]
         if manifest["format"] != FORMAT or set(files) != {ARRAYS, META}:
             raise ValueError(f"format {manifest['format']!r}, files {sorted(files)}")
+        for entry in files.values():
+            if not isinstance(entry["size"], int) or not isinstance(entry["sha256"], str):
+                raise ValueError(f"entry {entry!r}")
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(
             f"{manifest_path} is corrupt or not a lecturenn manifest: {error!r}"
@@ -207,19 +237,26 @@ def _verify(folder: Path) -> dict[str, Any]:
     for name, expected in files.items():
         path = folder / name
         if not path.is_file():
-            raise UserError(f"{path} is missing: the checkpoint is incomplete; load an earlier one")
+            raise UserError(f"{path} is missing: the checkpoint is incomplete")
         got = _digest(path)
         if got["size"] != expected["size"]:
             raise UserError(
                 f"{path} is truncated or corrupt: {got['size']} bytes, manifest says "
-                f"{expected['size']}; load an earlier checkpoint"
+                f"{expected['size']}"
             )
         if got["sha256"] != expected["sha256"]:
             raise UserError(
-                f"{path} is corrupt: sha256 {got['sha256']}, manifest says {expected['sha256']}; "
-                "load an earlier checkpoint"
+                f"{path} is corrupt: sha256 {got['sha256']}, manifest says {expected['sha256']}"
             )
-    return json.loads((folder / META).read_text())
+    try:
+        meta = json.loads((folder / META).read_bytes())
+        if not isinstance(meta, dict) or not isinstance(meta.get("leaves"), dict):
+            raise ValueError("no 'leaves' table")
+        if not isinstance(meta.get("meta"), dict):
+            raise ValueError("no 'meta' table")
+    except ValueError as error:
+        raise UserError(f"{folder / META} is not a lecturenn checkpoint's meta: {error}") from None
+    return meta
 
 
 def verify(path_or_dir: str | Path) -> dict[str, Any]:
@@ -263,8 +300,15 @@ def load_checkpoint(
     """
     folder = _resolve(Path(path_or_dir))
     stored_meta = _verify(folder)
-    records = stored_meta["leaves"]
     source = folder / ARRAYS
+    try:
+        payload = _read_payload(stored_meta["leaves"], source, like)
+    except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as error:
+        raise UserError(f"{source}: unreadable checkpoint arrays ({error!r})") from None
+    return payload, stored_meta["meta"]
+
+
+def _read_payload(records: dict, source: Path, like: dict[str, Any]) -> dict[str, Any]:
     payload = {}
     with np.load(source, allow_pickle=False) as npz:
         for name, tree in like.items():
@@ -285,7 +329,7 @@ def load_checkpoint(
                     raise UserError(f"{source}: leaf {key} is missing (different model or config?)")
                 leaves.append(_rebuild(key, npz[key], records[key], like_leaf, source))
             payload[name] = tree_unflatten(treedef, leaves)
-    return payload, stored_meta["meta"]
+    return payload
 
 
 class Checkpointer:

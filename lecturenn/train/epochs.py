@@ -24,6 +24,8 @@ differently):
 
 ``augment(key, batch) -> batch`` runs on device inside the step (input noise, image flips, word
 dropout), with its key taken from the step's as ``key, augment_key = split(key)``.
+``progress(steps_done, loss)`` is called on the host about ``PROGRESS_TICKS`` times an epoch (from
+inside the scan through ``jax.debug.callback``), for a progress bar within long epochs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 from lecturenn.errors import UserError
 
 DRIVERS = ("scan", "loop")
+PROGRESS_TICKS = 50  # progress callbacks per epoch, at most
 
 Step = Callable[..., tuple]  # (params, state, opt_state, batch, key) -> (p, s, o, loss, aux)
 
@@ -76,6 +79,27 @@ def with_augment(step: Step, augment: Callable | None) -> Step:
         return step(params, state, opt_state, augment(augment_key, batch), key)
 
     return augmented
+
+
+def _ticker(progress: Callable | None, num_steps: int) -> Callable:
+    """tick(i, loss) after step i (0-based), calling ``progress`` every ``num_steps //
+    PROGRESS_TICKS`` steps; works traced (inside a scan) and on the host."""
+    if progress is None:
+        return lambda i, loss: None
+    every = max(1, num_steps // PROGRESS_TICKS)
+
+    def tick(i, loss):
+        if isinstance(i, int):
+            if (i + 1) % every == 0:
+                progress(i + 1, float(loss))
+            return
+        jax.lax.cond(
+            (i + 1) % every == 0,
+            lambda: jax.debug.callback(progress, i + 1, loss),
+            lambda: None,
+        )
+
+    return tick
 
 
 def _means(losses, auxes):
@@ -128,11 +152,13 @@ def shuffled(
     batch_size: int,
     driver: str = "scan",
     augment: Callable | None = None,
+    progress: Callable | None = None,
 ) -> Epoch:
     """Mini-batches of ``batch_size`` rows of a fresh permutation of the ``num_examples`` rows of
     ``data`` (a dict of arrays with a common leading example axis)."""
     _check_driver(driver)
     step = with_augment(step, augment)
+    tick = _ticker(progress, num_examples // max(batch_size, 1))
 
     def plan(key):
         perm_key, step_key = jax.random.split(key)
@@ -146,12 +172,14 @@ def shuffled(
 
         def run(params, state, opt_state, data, plan):
             def body(carry, xs):
-                rows, k = xs
+                i, rows, k = xs
                 p, s, o, loss, aux = step(*carry, gather(data, rows), k)
+                tick(i, loss)
                 return (p, s, o), (loss, aux)
 
+            xs = (jnp.arange(plan[0].shape[0]), *plan)
             (params, state, opt_state), (losses, auxes) = jax.lax.scan(
-                body, (params, state, opt_state), plan
+                body, (params, state, opt_state), xs
             )
             return params, state, opt_state, *_means(losses, auxes)
 
@@ -166,6 +194,7 @@ def shuffled(
             params, state, opt_state, loss, aux = jit_step(
                 params, state, opt_state, data, order[i], keys[i]
             )
+            tick(i, loss)
             losses.append(loss)
             auxes.append(aux)
         return params, state, opt_state, *_stack_means(losses, auxes)
@@ -201,6 +230,7 @@ def bucketed(
     batch_size: int,
     driver: str = "loop",
     augment: Callable | None = None,
+    progress: Callable | None = None,
 ) -> Epoch:
     """Batches of ``batch_size`` sentences of one padded width, in a shuffled order; a group's last
     batch is filled with empty (fully masked) rows. ``data`` holds (S, Lmax) arrays (one row per
@@ -218,6 +248,7 @@ def bucketed(
     widths_of = np.array([width_of(n) for n in lengths])
     widths = sorted(set(widths_of.tolist()))
     groups = [np.flatnonzero(widths_of == w) for w in widths]
+    tick = _ticker(progress, sum(-(-len(g) // batch_size) for g in groups))
 
     def plan(key):
         order_key, step_key = jax.random.split(key)
@@ -266,13 +297,14 @@ def bucketed(
             branches = [branch(w) for w in widths]
 
             def body(carry, xs):
-                g, rows, real, k = xs
+                i, g, rows, real, k = xs
                 p, s, o, loss, aux = jax.lax.switch(g, branches, carry, rows, real, k)
+                tick(i, loss)
                 return (p, s, o), (loss, aux)
 
             xs = (jnp.asarray(plan.group), jnp.asarray(plan.rows), jnp.asarray(plan.real))
             (params, state, opt_state), (losses, auxes) = jax.lax.scan(
-                body, (params, state, opt_state), (*xs, plan.keys)
+                body, (params, state, opt_state), (jnp.arange(len(plan.group)), *xs, plan.keys)
             )
             return params, state, opt_state, *_means(losses, auxes)
 
@@ -296,6 +328,7 @@ def bucketed(
                 plan.keys[i],
                 width=widths[g],
             )
+            tick(i, loss)
             losses.append(loss)
             auxes.append(aux)
         return params, state, opt_state, *_stack_means(losses, auxes)
@@ -306,7 +339,13 @@ def bucketed(
 # --- streams of text with carried state (truncated BPTT) ----------------------------------------
 
 
-def streams(step: Step, *, driver: str = "scan", augment: Callable | None = None) -> Epoch:
+def streams(
+    step: Step,
+    *,
+    driver: str = "scan",
+    augment: Callable | None = None,
+    progress: Callable | None = None,
+) -> Epoch:
     """``data`` = {"x", "y"}: (W, B, T) consecutive windows of B streams (data/text.py
     ``bptt_windows``). The windows run in order; the model's state after window w (its recurrent
     carry, as the model's ``loss`` returns it) is the state window w + 1 starts from, zeros at the
@@ -330,17 +369,19 @@ def streams(step: Step, *, driver: str = "scan", augment: Callable | None = None
         def run(params, state, opt_state, data, key):
             keys = window_keys(data, key)
             carry0 = zero_carry(params, state, opt_state, data, keys[0])
+            tick = _ticker(progress, keys.shape[0])
 
             def body(carry, xs):
                 params, model_state, opt_state = carry
-                batch, k = xs
+                i, batch, k = xs
                 params, model_state, opt_state, loss, aux = step(
                     params, model_state, opt_state, batch, k
                 )
+                tick(i, loss)
                 return (params, model_state, opt_state), (loss, aux)
 
             (params, _, opt_state), (losses, auxes) = jax.lax.scan(
-                body, (params, carry0, opt_state), (data, keys)
+                body, (params, carry0, opt_state), (jnp.arange(keys.shape[0]), data, keys)
             )
             return params, state, opt_state, *_means(losses, auxes)
 
@@ -352,12 +393,14 @@ def streams(step: Step, *, driver: str = "scan", augment: Callable | None = None
     def run(params, state, opt_state, data, key):
         keys = window_keys(data, key)
         model_state = zero_carry(params, state, opt_state, data, keys[0])
+        tick = _ticker(progress, keys.shape[0])
         losses, auxes = [], []
         for w in range(keys.shape[0]):
             batch = {name: value[w] for name, value in data.items()}
             params, model_state, opt_state, loss, aux = jit_step(
                 params, model_state, opt_state, batch, keys[w]
             )
+            tick(w, loss)
             losses.append(loss)
             auxes.append(aux)
         return params, state, opt_state, *_stack_means(losses, auxes)

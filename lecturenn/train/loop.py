@@ -150,6 +150,7 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     checkpointer: Checkpointer | None = None,
     diagnose: Callable | None = None,
+    learning_rate: Callable[[int], float] | None = None,
 ):
     """Train for ``epochs``; return (params, state, History) with the kept (best) parameters.
 
@@ -163,6 +164,8 @@ def fit(
       if it holds a checkpoint, training resumes from it (and may go on past the epochs of a
       finished run).
     - ``diagnose(params, state) -> dict`` adds per-epoch diagnostics to the metrics row.
+    - ``learning_rate(epoch)``: the schedule's rate at the epoch's start; the row records it
+      (times the plateau halvings) as ``lr``.
     """
     policy = policy or Policy()
     init_key, key = jax.random.split(key)
@@ -202,6 +205,8 @@ def fit(
         params, state, opt_state = new[:3]
         if policy.halve_lr_on_plateau:
             row["lr_scale"] = history.lr_scale
+        if learning_rate is not None:
+            row["lr"] = learning_rate(epoch) * history.lr_scale
         if valid is not None:
             row.update({f"val_{k}": v for k, v in evaluate(params, state, valid).items()})
         if diagnose is not None:

@@ -115,6 +115,14 @@ def _from_environment() -> tuple[str | None, int | None, int | None]:
         ) from None
 
 
+def barrier(name: str) -> None:
+    """Wait until every process of a multi-process run gets here (a no-op with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def make_mesh(num_devices: int | None = None, devices=None) -> Mesh:
     """A one-axis mesh named "data" over the first ``num_devices`` devices (all by default)."""
     devices = list(jax.devices() if devices is None else devices)

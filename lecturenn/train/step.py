@@ -1,7 +1,7 @@
 """One training step: gradients (hand-written or jax.grad), optimizer update, new parameters.
 
 ``make_step(model, optimizer, grads="manual")`` and ``grads="autodiff"`` differ only in where the
-gradient comes from (DESIGN: "changes nothing else"), so the two can be timed and compared.
+gradient comes from, and nothing else, so the two can be timed and compared.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     cmd = [sys.executable, "-m", "lecturenn.cli", "run", str(path), "--out", str(killed)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    latest = killed / "checkpoints" / "latest"
+    # a run in progress lives in killed.partial; killed appears only when it has finished
+    latest = killed.with_name("killed.partial") / "checkpoints" / "latest"
     while time.monotonic() < deadline and proc.poll() is None:
         if latest.exists() and int(latest.read_text().strip().split("_")[1]) >= 5:
             break
@@ -101,7 +102,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     steps_done = int(latest.read_text().strip().split("_")[1])
-    assert steps_done < epochs
+    assert steps_done < epochs and not killed.exists()
 
     resumed = subprocess.run(
         [sys.executable, "-m", "lecturenn.cli", "run", str(path), "--resume", str(killed)],
@@ -145,20 +146,24 @@ def test_resume_accepts_a_run_whose_config_predates_a_new_default_field(tmp_path
 
 def test_a_run_folder_another_process_is_writing_is_refused(tmp_path, capsys):
     import fcntl
-    import os
 
     path = _config(tmp_path, epochs=1)
     out = tmp_path / "r"
-    out.mkdir()
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    staging = tmp_path / "r.partial"  # where a run in progress writes
+    staging.mkdir()
+    fd = os.open(staging / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # what a running `lecturenn run --out r` holds
     try:
         assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
+        assert "holds an unfinished run" in capsys.readouterr().err
+        assert main(["run", str(path), "--out", str(out), "--quiet", "--overwrite"]) == 2
         assert "another lecturenn process is writing" in capsys.readouterr().err
-        assert not (out / "metrics.jsonl").exists()
+        assert not out.exists() and list(staging.iterdir()) == [staging / ".lock"]
     finally:
         os.close(fd)
-    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0  # released: it runs
+    # released (the writer died): --overwrite starts again
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert (out / "summary.json").exists() and not staging.exists()
 
 
 def test_corrupt_checkpoint_is_refused_with_its_file_named(tmp_path, capsys):

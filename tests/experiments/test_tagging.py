@@ -210,3 +210,26 @@ def test_epoch_visits_every_sentence_once_in_batches_of_its_width():
         # traced once per padded width: 8 (lengths ≤ 8), 16 and 32 (the scan: one branch each)
         assert sorted(widths_seen) == [8, 16, 32]
     assert float(results["loop"][3]) == pytest.approx(float(results["scan"][3]))
+
+
+def test_eval_reads_the_run_folders_vocabularies_and_warns_when_a_file_changed(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    run_dir, summary, data = trained_run
+    changed = tmp_path / "data"
+    shutil.copytree(data, changed)
+    monkeypatch.setenv("LECTURENN_DATA", str(changed))
+    # new training words would shift every word id of a vocabulary rebuilt from the files
+    train = changed / "conll2003" / "eng.train"
+    lines = [f"Zyx{i} NNP B-NP B-ORG\n" for i in range(50)]
+    train.write_text("".join(lines) + "\n" + train.read_text())
+    table = inference.evaluate_run(run_dir, "test")
+    assert f"FB1: {summary['test_f1']:6.2f}" in table.splitlines()[1]
+    assert "warning" not in capsys.readouterr().err  # the test file is the one the run used
+    test_file = changed / "conll2003" / "eng.testb"
+    test_file.write_text(test_file.read_text() + "Paris NNP B-NP B-LOC\n\n")
+    inference.evaluate_run(run_dir, "test")
+    err = capsys.readouterr().err
+    assert "warning" in err and "eng.testb" in err and err.count("\n") == 1

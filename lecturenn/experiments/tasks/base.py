@@ -12,7 +12,7 @@ from typing import Any
 import jax
 
 from lecturenn.models.base import Model
-from lecturenn.optim.build import build_optimizer
+from lecturenn.optim.build import build_optimizer, schedule_from
 from lecturenn.train import epochs
 from lecturenn.train.loop import default_row
 
@@ -66,6 +66,17 @@ def make_optimizer(optim_cfg, params=None, labels=None, steps_per_epoch: int | N
     )
 
 
+def learning_rate_of(optim_cfg, steps_per_epoch: int):
+    """epoch -> the learning rate at the epoch's first step (before any halving on plateau)."""
+    schedule = optim_cfg.schedule
+    if not schedule:
+        return lambda epoch: float(optim_cfg.learning_rate)
+    if schedule.get("kind") == "piecewise_epoch_decay":
+        schedule = {"steps_per_epoch": steps_per_epoch, **schedule}
+    rate = schedule_from(schedule, optim_cfg.learning_rate)
+    return lambda epoch: float(rate((epoch - 1) * steps_per_epoch))
+
+
 def optimizer_for(setup: Setup, model: Model, optim_cfg):
     """``make_optimizer`` for a set-up model: its parameter shapes and labels, its epoch length."""
     params_shape, _ = jax.eval_shape(model.init, jax.random.PRNGKey(0))
@@ -83,26 +94,20 @@ def input_noise(std: float) -> Callable:
     return augment
 
 
-def make_epoch(setup: Setup, step, train_cfg, driver: str | None = None) -> epochs.Epoch:
+def make_epoch(
+    setup: Setup, step, train_cfg, driver: str | None = None, progress=None
+) -> epochs.Epoch:
     """The epoch driver of the task's kind of data around ``step`` (train/step.py)."""
-    driver = driver or train_cfg.driver
+    common = {"driver": driver or train_cfg.driver, "augment": setup.augment, "progress": progress}
     if setup.epoch == "bucketed":
         return epochs.bucketed(
-            step,
-            lengths=setup.lengths,
-            batch_size=train_cfg.batch_size,
-            driver=driver,
-            augment=setup.augment,
+            step, lengths=setup.lengths, batch_size=train_cfg.batch_size, **common
         )
     if setup.epoch == "streams":
-        return epochs.streams(step, driver=driver, augment=setup.augment)
+        return epochs.streams(step, **common)
     num_examples = jax.tree_util.tree_leaves(setup.train)[0].shape[0]
     return epochs.shuffled(
-        step,
-        num_examples=num_examples,
-        batch_size=train_cfg.batch_size,
-        driver=driver,
-        augment=setup.augment,
+        step, num_examples=num_examples, batch_size=train_cfg.batch_size, **common
     )
 
 
