@@ -214,9 +214,7 @@ def _run(cfg: config_lib.Config, setup: Setup, out: Path, quiet: bool, writer: b
     if cfg.train.checkpoint:
         checkpointer = _Writer(out / "checkpoints") if writer else _Reader(out / "checkpoints")
     if writer:
-        atomic_write_json(out / MODEL_FILE, data_fields_json(setup.model_config))
-        if setup.vocabs:
-            atomic_write_json(out / VOCAB_FILE, setup.vocabs)
+        write_model_files(setup, out)
 
     board = _tensorboard(out) if writer and cfg.train.tensorboard else None
 
@@ -253,14 +251,7 @@ def _run(cfg: config_lib.Config, setup: Setup, out: Path, quiet: bool, writer: b
         board.close()
     if cfg.parallel.distributed:
         params, state = parallel.local_copy((params, state))
-    summary = {
-        "name": cfg.name,
-        "epochs_run": len(history.epochs),
-        "best_epoch": history.best_epoch,
-        "stopped_early": history.stopped_early,
-        "train_seconds": round(sum(r["seconds"] for r in history.epochs), 3),
-        "wall_seconds": round(wall, 3),
-    }
+    summary = {**training_summary(cfg.name, history), "wall_seconds": round(wall, 3)}
     if not writer:
         return summary
     if checkpointer is None:  # no per-epoch checkpoints: keep the final parameters all the same
@@ -290,6 +281,25 @@ def _tensorboard(out: Path):
             'train.tensorboard = true needs tensorboardX: pip install -e ".[tensorboard]"'
         ) from None
     return SummaryWriter(str(out / "tensorboard"))
+
+
+def write_model_files(setup: Setup, out: Path) -> None:
+    """model.json (the sizes that came from the data) and vocab.json: what makes a run folder
+    usable without its data (experiments/inference.py)."""
+    atomic_write_json(out / MODEL_FILE, data_fields_json(setup.model_config))
+    if setup.vocabs:
+        atomic_write_json(out / VOCAB_FILE, setup.vocabs)
+
+
+def training_summary(name: str, history: loop.History) -> dict:
+    """The summary's account of the training itself."""
+    return {
+        "name": name,
+        "epochs_run": len(history.epochs),
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "train_seconds": round(sum(r["seconds"] for r in history.epochs), 3),
+    }
 
 
 def finish(setup: Setup, params, state, history: loop.History, out: Path) -> dict:

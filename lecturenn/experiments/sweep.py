@@ -28,7 +28,6 @@ import numpy as np
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import runner, schemas
-from lecturenn.experiments.inference import MODEL_FILE, VOCAB_FILE, data_fields_json
 from lecturenn.experiments.tasks import TASKS
 from lecturenn.experiments.tasks.base import make_epoch, make_optimizer
 from lecturenn.io import append_line, atomic_write_json, atomic_write_text
@@ -302,17 +301,8 @@ def _write_best(out: Path, cfg, setup, result, j: int, trial: dict) -> None:
     params, state = trials_lib.trial_slice((result.params, result.state), j)
     last = trials_lib.trial_slice(result.last, j)
     checkpoint.Checkpointer(out / "checkpoints").save(*last, (params, state), history)
-    atomic_write_json(out / MODEL_FILE, data_fields_json(setup.model_config))
-    if setup.vocabs:
-        atomic_write_json(out / VOCAB_FILE, setup.vocabs)
-    summary = {
-        "name": best_cfg.name,
-        "epochs_run": len(history.epochs),
-        "best_epoch": history.best_epoch,
-        "stopped_early": history.stopped_early,
-        "train_seconds": round(sum(r["seconds"] for r in history.epochs), 3),
-        "sweep_trial": trial,
-    }
+    runner.write_model_files(setup, out)
+    summary = {**runner.training_summary(best_cfg.name, history), "sweep_trial": trial}
     summary.update(runner.finish(setup, params, state, history, out))
     atomic_write_json(out / "summary.json", summary)
 

@@ -51,6 +51,19 @@ class Model(NamedTuple):
     labels: Callable[[Params], Any] | None = None
 
 
+def bind(name: str, cfg: Any, init, loss, manual_value_and_grad, predict, **optional) -> Model:
+    """A ``Model`` of a model module's functions with ``cfg`` bound as their first argument
+    (``optional``: ``hidden_activations`` takes it too; ``labels`` does not)."""
+    import functools
+
+    bound = [functools.partial(f, cfg) for f in (init, loss, manual_value_and_grad, predict)]
+    extras = {
+        key: functools.partial(f, cfg) if key == "hidden_activations" else f
+        for key, f in optional.items()
+    }
+    return Model(name, *bound, **extras)
+
+
 def setting(
     default: Any = None, help: str = "", *, data: bool = False, traced: bool = False, **field_args
 ):

@@ -10,14 +10,13 @@ layer's two correlations (∂L/∂W = x ⋆ δ, ∂L/∂x = δ ⋆ flipped W).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 
 from lecturenn.errors import UserError
-from lecturenn.models.base import Model, check_positive, check_rate, setting
+from lecturenn.models.base import Model, bind, check_positive, check_rate, setting
 from lecturenn.nn import conv, layers, losses
 from lecturenn.nn.init import get_initializer
 
@@ -170,10 +169,7 @@ def predict(cfg: CNNConfig, params, state, x):
 def make(cfg: CNNConfig) -> Model:
     """The CNN's pure functions, bound to its config."""
     cfg.check()
-    bind = functools.partial
-    return Model(
-        KIND, bind(init, cfg), bind(loss, cfg), bind(manual_value_and_grad, cfg), bind(predict, cfg)
-    )
+    return bind(KIND, cfg, init, loss, manual_value_and_grad, predict)
 
 
 def _with_bias(p: dict) -> dict:

@@ -11,14 +11,13 @@ Batch: ``{"x": (N, ...) inputs (flattened), "y": (N,) class ids}``.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 
 from lecturenn.errors import UserError
-from lecturenn.models.base import Model, check_positive, check_rate, setting
+from lecturenn.models.base import Model, bind, check_positive, check_rate, setting
 from lecturenn.nn import layers, losses
 from lecturenn.nn.activations import ACTIVATIONS
 from lecturenn.nn.init import get_initializer
@@ -166,14 +165,8 @@ def hidden_activations(cfg: MLPConfig, params, state, x):
 def make(cfg: MLPConfig) -> Model:
     """The MLP's pure functions, bound to its config."""
     cfg.check()
-    bind = functools.partial
-    return Model(
-        KIND,
-        bind(init, cfg),
-        bind(loss, cfg),
-        bind(manual_value_and_grad, cfg),
-        bind(predict, cfg),
-        hidden_activations=bind(hidden_activations, cfg),
+    return bind(
+        KIND, cfg, init, loss, manual_value_and_grad, predict, hidden_activations=hidden_activations
     )
 
 

@@ -19,7 +19,6 @@ Batch: ``{"x": (N, n) context ids, oldest first; "y": (N,) next-word ids}``; ``s
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import jax
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 from lecturenn.errors import UserError
 from lecturenn.models.base import (
     Model,
+    bind,
     check_positive,
     check_rate,
     label_by_name,
@@ -134,15 +134,7 @@ def labels(params) -> dict:
 def make(cfg: NPLMConfig) -> Model:
     """The NPLM's pure functions, bound to its config."""
     cfg.check()
-    bind = functools.partial
-    return Model(
-        KIND,
-        bind(init, cfg),
-        bind(loss, cfg),
-        bind(manual_value_and_grad, cfg),
-        bind(predict, cfg),
-        labels=labels,
-    )
+    return bind(KIND, cfg, init, loss, manual_value_and_grad, predict, labels=labels)
 
 
 def toy(cfg: NPLMConfig) -> NPLMConfig:

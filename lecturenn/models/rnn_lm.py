@@ -27,7 +27,6 @@ model works time-major inside (recurrent.py's layout).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import jax
@@ -35,7 +34,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from lecturenn.errors import UserError
-from lecturenn.models.base import Model, check_positive, check_rate, label_by_name, setting
+from lecturenn.models.base import Model, bind, check_positive, check_rate, label_by_name, setting
 from lecturenn.nn import init as init_lib
 from lecturenn.nn import layers, losses
 from lecturenn.nn import recurrent as rec
@@ -244,14 +243,8 @@ def labels(params) -> dict:
 def make(cfg: RNNLMConfig) -> Model:
     """The LM's pure functions, bound to its config."""
     cfg.check()
-    bind = functools.partial
-    return Model(
-        f"{KIND}_{cfg.cell}",
-        bind(init, cfg),
-        bind(loss, cfg),
-        bind(manual_value_and_grad, cfg),
-        bind(predict, cfg),
-        labels=labels,
+    return bind(
+        f"{KIND}_{cfg.cell}", cfg, init, loss, manual_value_and_grad, predict, labels=labels
     )
 
 

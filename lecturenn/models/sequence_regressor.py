@@ -14,14 +14,13 @@ Batch: ``{"x": (N, T, D) floats, "y": (N,)}``; ``state`` is ``{}``.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 
 from lecturenn.errors import UserError
-from lecturenn.models.base import Model, check_positive, setting
+from lecturenn.models.base import Model, bind, check_positive, setting
 from lecturenn.nn import init as init_lib
 from lecturenn.nn import layers, losses
 from lecturenn.nn import recurrent as rec
@@ -107,14 +106,7 @@ def predict(cfg: SequenceRegressorConfig, params, state, x):
 def make(cfg: SequenceRegressorConfig) -> Model:
     """The regressor's pure functions, bound to its config."""
     cfg.check()
-    bind = functools.partial
-    return Model(
-        f"{KIND}_{cfg.cell}",
-        bind(init, cfg),
-        bind(loss, cfg),
-        bind(manual_value_and_grad, cfg),
-        bind(predict, cfg),
-    )
+    return bind(f"{KIND}_{cfg.cell}", cfg, init, loss, manual_value_and_grad, predict)
 
 
 def toy(cfg: SequenceRegressorConfig) -> SequenceRegressorConfig:

@@ -32,7 +32,6 @@ sentences of L tokens, ids 0 (and mask 0) past each sentence's end.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,6 +42,7 @@ import numpy as np
 from lecturenn.errors import UserError
 from lecturenn.models.base import (
     Model,
+    bind,
     check_positive,
     check_rate,
     label_by_name,
@@ -304,15 +304,7 @@ def labels(params) -> Any:
 def make(cfg: WindowTaggerConfig) -> Model:
     """The window tagger's pure functions, bound to its config."""
     cfg.check()
-    bind = functools.partial
-    return Model(
-        KIND,
-        bind(init, cfg),
-        bind(loss, cfg),
-        bind(manual_value_and_grad, cfg),
-        bind(predict, cfg),
-        labels=labels,
-    )
+    return bind(KIND, cfg, init, loss, manual_value_and_grad, predict, labels=labels)
 
 
 def toy(cfg: WindowTaggerConfig) -> WindowTaggerConfig:

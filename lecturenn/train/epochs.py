@@ -102,6 +102,12 @@ def _ticker(progress: Callable | None, num_steps: int) -> Callable:
     return tick
 
 
+def _steps(progress: Callable | None, num_steps: int):
+    """The step numbers a scan hands its body for the progress ticks: None (no input at all,
+    so the compiled epoch is the same as without progress) when nobody listens."""
+    return None if progress is None else jnp.arange(num_steps)
+
+
 def _means(losses, auxes):
     return jnp.mean(losses), jax.tree_util.tree_map(jnp.mean, auxes)
 
@@ -177,7 +183,7 @@ def shuffled(
                 tick(i, loss)
                 return (p, s, o), (loss, aux)
 
-            xs = (jnp.arange(plan[0].shape[0]), *plan)
+            xs = (_steps(progress, plan[0].shape[0]), *plan)
             (params, state, opt_state), (losses, auxes) = jax.lax.scan(
                 body, (params, state, opt_state), xs
             )
@@ -304,7 +310,9 @@ def bucketed(
 
             xs = (jnp.asarray(plan.group), jnp.asarray(plan.rows), jnp.asarray(plan.real))
             (params, state, opt_state), (losses, auxes) = jax.lax.scan(
-                body, (params, state, opt_state), (jnp.arange(len(plan.group)), *xs, plan.keys)
+                body,
+                (params, state, opt_state),
+                (_steps(progress, len(plan.group)), *xs, plan.keys),
             )
             return params, state, opt_state, *_means(losses, auxes)
 
@@ -381,7 +389,7 @@ def streams(
                 return (params, model_state, opt_state), (loss, aux)
 
             (params, _, opt_state), (losses, auxes) = jax.lax.scan(
-                body, (params, carry0, opt_state), (jnp.arange(keys.shape[0]), data, keys)
+                body, (params, carry0, opt_state), (_steps(progress, keys.shape[0]), data, keys)
             )
             return params, state, opt_state, *_means(losses, auxes)
 
