@@ -118,7 +118,7 @@ def _cmd_config(args) -> int:
             raise UserError(f"config show: unknown {name!r}; expected one of {', '.join(known)}")
         print(title)
         for key, type_text, default, meaning in schemas.describe(cls):
-            if key != "name":
+            if key != "name" or name in sections:
                 print(f"  {key:<24} {type_text:<22} {default:<18} {meaning}")
         for key, meaning in schemas.filled_from_data(cls):
             print(f"  {key:<24} {'(from the data)':<41} {meaning}")

@@ -178,6 +178,22 @@ def build_suffix_vocab(sentences: Sequence[Sentence], n: int = 3, min_count: int
     return _counted_vocab(counts, min_count, None)
 
 
+def prefix(word: str, n: int = 3) -> str:
+    """The first ``n`` characters, lower-cased (the whole word when shorter)."""
+    return word.lower()[:n]
+
+
+def build_prefix_vocab(sentences: Sequence[Sentence], n: int = 3, min_count: int = 1) -> Vocab:
+    counts = Counter(prefix(w, n) for s in sentences for w in s.words)
+    return _counted_vocab(counts, min_count, None)
+
+
+def build_shape_vocab(sentences: Sequence[Sentence], min_count: int = 1) -> Vocab:
+    """The collapsed word shapes of the training words (``word_shape``)."""
+    counts = Counter(word_shape(w) for s in sentences for w in s.words)
+    return _counted_vocab(counts, min_count, None)
+
+
 def tag_vocab(
     sentences: Sequence[Sentence], field: str = "ner", scheme: str | None = None
 ) -> Vocab:
@@ -237,23 +253,33 @@ def encode(
     field: str = "ner",
     suffix_vocab: Vocab | None = None,
     suffix_length: int = 3,
+    prefix_vocab: Vocab | None = None,
+    prefix_length: int = 3,
+    shape_vocab: Vocab | None = None,
 ) -> dict[str, np.ndarray]:
-    """Pad sentences into ``(S, Lmax)`` int32 arrays ``words``, ``caps``, ``tags`` (and ``suffix``
-    with ``suffix_vocab``), a float32 0/1 ``mask`` and int32 ``lengths`` (S,). Padding is id 0
-    everywhere; padded tags are 0 too, so use ``mask``."""
+    """Pad sentences into ``(S, Lmax)`` int32 arrays ``words``, ``caps``, ``tags`` (and ``suffix``,
+    ``prefix``, ``shape`` with their vocabularies), a float32 0/1 ``mask`` and int32 ``lengths``
+    (S,). Padding is id 0 everywhere; padded tags are 0 too, so use ``mask``."""
     lengths = np.array([len(s.words) for s in sentences], dtype=np.int32)
     shape = (len(sentences), max(int(lengths.max(initial=0)), 1))
     arrays = {name: np.zeros(shape, np.int32) for name in ("words", "caps", "tags")}
-    if suffix_vocab is not None:
-        arrays["suffix"] = np.zeros(shape, np.int32)
+    lookups = {
+        name: (vocab, fn)
+        for name, vocab, fn in (
+            ("suffix", suffix_vocab, lambda w: suffix(w, suffix_length)),
+            ("prefix", prefix_vocab, lambda w: prefix(w, prefix_length)),
+            ("shape", shape_vocab, word_shape),
+        )
+        if vocab is not None
+    }
+    for name in lookups:
+        arrays[name] = np.zeros(shape, np.int32)
     for i, sentence in enumerate(sentences):
         n = len(sentence.words)
         arrays["words"][i, :n] = word_vocab.ids(sentence.words)
         arrays["caps"][i, :n] = [caps_feature(w) for w in sentence.words]
-        if suffix_vocab is not None:
-            arrays["suffix"][i, :n] = suffix_vocab.ids(
-                suffix(w, suffix_length) for w in sentence.words
-            )
+        for name, (vocab, fn) in lookups.items():
+            arrays[name][i, :n] = vocab.ids(fn(w) for w in sentence.words)
         try:
             arrays["tags"][i, :n] = tag_vocab.ids(getattr(sentence, field))
         except KeyError as error:

@@ -66,6 +66,9 @@ class OptimConfig:
     l1: float = setting(0.0, "L1 strength on the weights (not biases)")
     l2: float = setting(0.0, "L2 strength on the weights (not biases)")
     fan_in_scaling: bool = setting(False, "divide each layer's rate by its fan-in (Collobert)")
+    embedding_lr_scale: float = setting(
+        1.0, "multiply the lookup tables' (word vectors') steps by this, e.g. 0.1 for pretrained"
+    )
     options: dict = setting({}, "the optimizer's own settings, e.g. {b1 = 0.9, b2 = 0.999}")
 
 

@@ -136,6 +136,7 @@ class Conll2003Data:
     lowercase: bool = setting(True, "lower-case words before lookup")
     normalize_digits: bool = setting(True, "map every digit to 0 before lookup")
     suffix_length: int = setting(3, "letters of the suffix feature (model.suffix_dim > 0)")
+    prefix_length: int = setting(3, "letters of the prefix feature (model.prefix_dim > 0)")
     word_dropout: float = setting(0.0, "training words replaced by <unk> with this probability")
     glove: bool = setting(False, "initialise the word vectors from GloVe and add its words")
     glove_file: str = setting(

@@ -56,6 +56,7 @@ KIND = "window_tagger"
 SCORINGS = ("softmax", "max_margin", "sll")
 # the embedding tables of the window's tokens, in the order their vectors are concatenated
 _FEATURES = ("words", "caps", "suffix")
+_MORE_FEATURES = ("prefix", "shape")  # their keys are folded in, so the first three keep theirs
 
 
 def table(feature: str) -> str:
@@ -71,6 +72,10 @@ class WindowTaggerConfig:
     num_tags: int | None = setting(None, "number of NER tags in the training scheme", data=True)
     num_caps: int = setting(6, "capitalization classes, 0 = padding", data=True)
     suffix_vocab_size: int = setting(0, "suffix vocabulary size (0: no suffix feature)", data=True)
+    prefix_vocab_size: int = setting(0, "prefix vocabulary size (0: no prefix feature)", data=True)
+    shape_vocab_size: int = setting(
+        0, "word-shape vocabulary size (0: no shape feature)", data=True
+    )
     num_pos_tags: int = setting(0, "POS tags of the multitask head", data=True)
     # (vocab_size, word_dim) initial word vectors (pretrained rows + the task's random rows)
     pretrained: np.ndarray | None = setting(
@@ -80,6 +85,10 @@ class WindowTaggerConfig:
     word_dim: int = setting(50, "word vector size")
     caps_dim: int = setting(5, "capitalization feature vector size")
     suffix_dim: int = setting(0, "suffix feature vector size (0: no suffix feature)")
+    prefix_dim: int = setting(0, "prefix feature vector size (0: no prefix feature)")
+    shape_dim: int = setting(
+        0, 'word-shape feature vector size, e.g. "Xxxx", "d-d" (0: no shape feature)'
+    )
     window_size: int = setting(5, "tokens per window, odd (the centre word and h each side)")
     hidden: int = setting(300, "hidden units")
     activation: str = setting("hardtanh", "hidden activation")
@@ -96,8 +105,9 @@ class WindowTaggerConfig:
 
     def feature_dims(self) -> dict[str, int]:
         dims = {"words": self.word_dim, "caps": self.caps_dim}
-        if self.suffix_dim > 0:
-            dims["suffix"] = self.suffix_dim
+        for name in ("suffix", *_MORE_FEATURES):
+            if getattr(self, f"{name}_dim") > 0:
+                dims[name] = getattr(self, f"{name}_dim")
         return dims
 
     def check(self) -> None:
@@ -110,16 +120,20 @@ class WindowTaggerConfig:
                 f"model.window_size must be a positive odd number, got {self.window_size}"
             )
         check_positive(self, "word_dim", "caps_dim", "hidden")
-        if self.suffix_dim < 0:
-            raise UserError(f"model.suffix_dim must be >= 0, got {self.suffix_dim}")
+        for name in ("suffix", *_MORE_FEATURES):
+            if getattr(self, f"{name}_dim") < 0:
+                raise UserError(
+                    f"model.{name}_dim must be >= 0, got {getattr(self, f'{name}_dim')}"
+                )
         if self.activation not in ACTIVATIONS or self.activation == "softmax":
             raise UserError(f"model.activation: unknown hidden activation {self.activation!r}")
         check_rate(self, "dropout", "input_dropout")
         get_initializer(self.init)
         if self.vocab_size is None:
             return  # a config not yet filled with the data's sizes
-        if self.suffix_dim > 0 and self.suffix_vocab_size < 2:
-            raise UserError("model.suffix_dim > 0 needs the suffix vocabulary (data.suffix = true)")
+        for name in ("suffix", *_MORE_FEATURES):
+            if getattr(self, f"{name}_dim") > 0 and getattr(self, f"{name}_vocab_size") < 2:
+                raise UserError(f"model.{name}_dim > 0 needs the {name} vocabulary")
         if self.multitask_pos and self.num_pos_tags < 1:
             raise UserError("model.multitask_pos needs the POS tags of the training data")
         if self.pretrained is not None and self.pretrained.shape != (
@@ -137,7 +151,11 @@ def _window_dim(cfg: WindowTaggerConfig) -> int:
 
 
 def _rows(cfg: WindowTaggerConfig) -> dict[str, int]:
-    return {"words": cfg.vocab_size, "caps": cfg.num_caps, "suffix": cfg.suffix_vocab_size}
+    return {
+        "words": cfg.vocab_size,
+        "caps": cfg.num_caps,
+        **{name: getattr(cfg, f"{name}_vocab_size") for name in ("suffix", *_MORE_FEATURES)},
+    }
 
 
 def _corrupt(cfg: WindowTaggerConfig) -> bool:
@@ -152,6 +170,7 @@ def init(cfg: WindowTaggerConfig, key: jax.Array) -> tuple[dict, dict]:
     dims, rows = cfg.feature_dims(), _rows(cfg)
     names = ("hidden", "out", "pos_out", *_FEATURES)
     keys = dict(zip(names, jax.random.split(key, len(names)), strict=True))
+    keys.update({name: jax.random.fold_in(key, 100 + i) for i, name in enumerate(_MORE_FEATURES)})
     params = {
         table(name): cfg.embedding_scale * jax.random.normal(keys[name], (rows[name], d), dtype)
         for name, d in dims.items()
@@ -298,7 +317,7 @@ def predict(cfg: WindowTaggerConfig, params, state, inputs, head="ner"):
 
 def labels(params) -> Any:
     """The lookup tables are embeddings (fan-in 1, as C&W treat them), the rest by name."""
-    return label_by_name(params, embeddings=tuple(table(f) for f in _FEATURES))
+    return label_by_name(params, embeddings=tuple(table(f) for f in (*_FEATURES, *_MORE_FEATURES)))
 
 
 def make(cfg: WindowTaggerConfig) -> Model:
@@ -314,11 +333,15 @@ def toy(cfg: WindowTaggerConfig) -> WindowTaggerConfig:
         vocab_size=11,
         num_tags=5,
         suffix_vocab_size=7 if cfg.suffix_dim > 0 else 0,
+        prefix_vocab_size=6 if cfg.prefix_dim > 0 else 0,
+        shape_vocab_size=5 if cfg.shape_dim > 0 else 0,
         num_pos_tags=4 if cfg.multitask_pos else 0,
         pretrained=None,
         word_dim=min(cfg.word_dim, 4),
         caps_dim=min(cfg.caps_dim, 3),
         suffix_dim=min(cfg.suffix_dim, 2),
+        prefix_dim=min(cfg.prefix_dim, 2),
+        shape_dim=min(cfg.shape_dim, 2),
         window_size=min(cfg.window_size, 3),
         hidden=min(cfg.hidden, 6),
         dtype="float64",
@@ -341,8 +364,11 @@ def example_batch(cfg: WindowTaggerConfig, key: jax.Array, size: int = 3, length
         "tags": draw(keys[2], 0, cfg.num_tags),
         "mask": mask,
     }
-    if cfg.suffix_dim > 0:
-        batch["suffix"] = draw(keys[3], 1, cfg.suffix_vocab_size)
+    for i, name in enumerate(("suffix", *_MORE_FEATURES)):
+        if getattr(cfg, f"{name}_dim") > 0:
+            batch[name] = draw(
+                jax.random.fold_in(keys[3], i), 1, getattr(cfg, f"{name}_vocab_size")
+            )
     if cfg.multitask_pos:
         batch["pos"] = draw(keys[4], 0, cfg.num_pos_tags)
     return batch

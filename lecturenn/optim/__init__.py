@@ -10,6 +10,7 @@ from lecturenn.optim.regularize import (
     l1_penalty,
     l2_penalty,
     scale_by_fan_in,
+    scale_by_label,
     weight_mask,
 )
 from lecturenn.optim.schedules import (
@@ -69,6 +70,7 @@ __all__ = [
     "piecewise_epoch_decay",
     "rmsprop",
     "scale_by_fan_in",
+    "scale_by_label",
     "set_lr_scale",
     "sgd",
     "step_decay",

@@ -10,7 +10,7 @@ import optax
 from lecturenn.errors import UserError
 from lecturenn.optim import clipping
 from lecturenn.optim._concrete import is_concrete
-from lecturenn.optim.regularize import add_l1, add_l2, scale_by_fan_in
+from lecturenn.optim.regularize import EMBEDDING, add_l1, add_l2, scale_by_fan_in, scale_by_label
 from lecturenn.optim.schedules import SCHEDULES, Schedule, get_schedule, inject_lr_scale
 from lecturenn.optim.transforms import get_optimizer
 
@@ -48,13 +48,15 @@ def build_optimizer(
     l1: float = 0.0,
     l2: float = 0.0,
     fan_in_scaling: bool = False,
+    embedding_lr_scale: float = 1.0,
     params: Any = None,
     labels: Any = None,
     lr_scale: bool = True,
     **optimizer_kwargs: Any,
 ) -> optax.GradientTransformation:
     """chain(clip by global norm, clip elementwise, add_l2, add_l1 (weights only),
-    inject_lr_scale(optimizer(learning rate or schedule)), scale_by_fan_in).
+    inject_lr_scale(optimizer(learning rate or schedule)), scale_by_fan_in, the lookup tables'
+    own rate scale).
 
     Clipping acts on the raw loss gradient, before the penalty terms are added. `schedule` is
     a dict such as {"kind": "step_decay", "step_size": 1000, "factor": 0.5}; its initial value is
@@ -78,6 +80,9 @@ def build_optimizer(
             raise UserError(f"{key} must be >= 0, got {value!r}")
     if fan_in_scaling and params is None:
         raise UserError("fan_in_scaling = true needs the model's params to read the fan-ins")
+    if embedding_lr_scale != 1.0 and params is None:
+        raise UserError("embedding_lr_scale needs the model's params to find its lookup tables")
+    _check_positive("embedding_lr_scale", embedding_lr_scale)
 
     parts = []
     if clip_global_norm is not None:
@@ -93,4 +98,6 @@ def build_optimizer(
     parts.append(inject_lr_scale(optimizer) if lr_scale else optimizer)
     if fan_in_scaling:
         parts.append(scale_by_fan_in(params, labels))
+    if embedding_lr_scale != 1.0:
+        parts.append(scale_by_label(params, {EMBEDDING: embedding_lr_scale}, labels))
     return optax.chain(*parts)

@@ -184,3 +184,18 @@ def scale_by_fan_in(params: Any, labels: Any | None = None) -> optax.GradientTra
         return updates, state
 
     return optax.GradientTransformation(optax.init_empty_state, update)
+
+
+def scale_by_label(params: Any, scales: dict[str, float], labels: Any | None = None):
+    """Multiply the updates of the leaves labelled ``label`` by ``scales[label]`` (others by 1):
+    a slower learning rate for pretrained lookup tables, say (``{EMBEDDING: 0.1}``)."""
+    factors = jax.tree.map(lambda label: float(scales.get(label, 1.0)), _labels(params, labels))
+
+    def update(updates, state, params=None):
+        del params
+        updates = jax.tree.map(
+            lambda f, u: u if f == 1.0 else jnp.asarray(f, u.dtype) * u, factors, updates
+        )
+        return updates, state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)

@@ -121,3 +121,13 @@ def test_scale_by_fan_in_multiplies_each_update_by_its_scale():
     updates, _ = jax.jit(regularize.scale_by_fan_in(params).update)(grads, optax.EmptyState())
     scales = regularize.fan_in_scales(params)
     jax.tree.map(lambda u, s: np.testing.assert_allclose(u, s, rtol=1e-12), updates, scales)
+
+
+def test_scale_by_label_scales_only_the_labelled_leaves():
+    params = _params()
+    grads = jax.tree.map(np.ones_like, params)
+    step = regularize.scale_by_label(params, {regularize.EMBEDDING: 0.1})
+    updates, _ = jax.jit(step.update)(grads, optax.EmptyState())
+    names = _names(updates)
+    assert np.allclose(names["E"], 0.1)  # the lookup table (by name: "E")
+    assert all(np.allclose(v, 1.0) for k, v in names.items() if k != "E")

@@ -60,6 +60,7 @@ def make_optimizer(optim_cfg, params=None, labels=None, steps_per_epoch: int | N
         l1=optim_cfg.l1,
         l2=optim_cfg.l2,
         fan_in_scaling=optim_cfg.fan_in_scaling,
+        embedding_lr_scale=optim_cfg.embedding_lr_scale,
         params=params,
         labels=labels,
         **optim_cfg.options,

@@ -37,6 +37,8 @@ class Vocabs(NamedTuple):
     suffixes: conll.Vocab | None
     tags: conll.Vocab  # in the training scheme
     pos: conll.Vocab | None
+    prefixes: conll.Vocab | None = None
+    shapes: conll.Vocab | None = None
 
 
 class EvalSplit(NamedTuple):
@@ -98,7 +100,12 @@ def build_vocabs(cfg, train: list[conll.Sentence], vectors: Path | None) -> Voca
         names = sorted({t for s in train for t in s.pos})
         pos = conll.Vocab((conll.UNK, *names), unk=conll.UNK)
     tags = conll.tag_vocab(converted, scheme=data_cfg.scheme)
-    return Vocabs(words, suffixes, tags, pos)
+    prefixes = shapes = None
+    if cfg.model.prefix_dim > 0:
+        prefixes = conll.build_prefix_vocab(converted, data_cfg.prefix_length)
+    if cfg.model.shape_dim > 0:
+        shapes = conll.build_shape_vocab(converted)
+    return Vocabs(words, suffixes, tags, pos, prefixes, shapes)
 
 
 def vocabs_to_json(vocabs: Vocabs, scheme_of_files: str) -> dict:
@@ -126,6 +133,8 @@ def vocabs_from_json(saved: dict, data_cfg) -> Vocabs:
         vocab("suffixes", unk=conll.UNK),
         vocab("tags"),
         vocab("pos", unk=conll.UNK),
+        vocab("prefixes", unk=conll.UNK),
+        vocab("shapes", unk=conll.UNK),
     )
 
 
@@ -139,6 +148,9 @@ def encode(cfg, sentences, vocabs: Vocabs) -> dict:
         vocabs.tags,
         suffix_vocab=vocabs.suffixes,
         suffix_length=cfg.data.suffix_length,
+        prefix_vocab=vocabs.prefixes,
+        prefix_length=cfg.data.prefix_length,
+        shape_vocab=vocabs.shapes,
     )
     if vocabs.pos is not None:
         arrays["pos"] = conll.encode(converted, vocabs.words, vocabs.pos, field="pos")["tags"]
@@ -166,6 +178,8 @@ def fill_model(model_cfg, vocabs: Vocabs, pretrained=None):
         num_tags=len(vocabs.tags),
         num_caps=conll.NUM_CAPS,
         suffix_vocab_size=len(vocabs.suffixes) if vocabs.suffixes is not None else 0,
+        prefix_vocab_size=len(vocabs.prefixes) if vocabs.prefixes is not None else 0,
+        shape_vocab_size=len(vocabs.shapes) if vocabs.shapes is not None else 0,
         num_pos_tags=len(vocabs.pos) if vocabs.pos is not None else 0,
         pretrained=pretrained,
     )
