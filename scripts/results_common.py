@@ -1,0 +1,138 @@
+"""What the results-page scripts (scripts/reproduce_*_table.py) share: runs, their committed
+records, and pages rebuilt from the records alone.
+
+A run is a config plus ``--set`` overrides, trained by ``lecturenn run`` into runs/<page>/<name>.
+Each finished run is kept as a small committed record, docs/results/records/<page>/<name>.json:
+the command, the resolved config, summary.json (figures and provenance) and metrics.jsonl. A page
+is rebuilt from the records alone, so a fresh clone regenerates it exactly (``--check`` compares,
+the tests run it); ``--run`` first trains the runs that have no record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "docs" / "results" / "records"
+
+
+@dataclass(frozen=True)
+class Run:
+    page: str
+    name: str
+    config: str  # configs/<config>.toml
+    overrides: tuple[str, ...] = field(default=())
+
+    @property
+    def folder(self) -> Path:
+        return ROOT / "runs" / self.page / self.name
+
+    @property
+    def record_path(self) -> Path:
+        return RECORDS / self.page / f"{self.name}.json"
+
+    def command(self) -> str:
+        words = ["lecturenn", "run", f"configs/{self.config}.toml"]
+        words += ["--out", f"runs/{self.page}/{self.name}"]
+        for override in self.overrides:
+            words += ["--set", override]
+        return shlex.join(words)
+
+
+def seeded(page: str, name: str, config: str, seeds, overrides=()) -> list[Run]:
+    """One run per seed, named <name>_s<seed>."""
+    return [
+        Run(page, f"{name}_s{seed}", config, (*overrides, f"train.seed={seed}")) for seed in seeds
+    ]
+
+
+def keep_record(run: Run) -> dict | None:
+    """The record of a finished run folder, written to its committed place; None if unfinished."""
+    summary_path = run.folder / "summary.json"
+    if not summary_path.exists():
+        return None
+    metrics = (run.folder / "metrics.jsonl").read_text().splitlines()
+    record = {
+        "command": run.command(),
+        "config": (run.folder / "config.toml").read_text(),
+        "summary": json.loads(summary_path.read_text()),
+        "metrics": [json.loads(line) for line in metrics if line],
+    }
+    run.record_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = run.record_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    tmp.replace(run.record_path)
+    return record
+
+
+def record(run: Run, refresh: bool = True) -> dict | None:
+    """A run's record: from its folder when it has finished there (refreshing the committed
+    record when ``refresh``), else the committed record, else None."""
+    if refresh and (run.folder / "summary.json").exists():
+        return keep_record(run)
+    if run.record_path.exists():
+        return json.loads(run.record_path.read_text())
+    return None
+
+
+def train_missing(runs: list[Run], only: set[str]) -> None:
+    for run in runs:
+        if only and run.name not in only and not any(run.name.startswith(o) for o in only):
+            continue
+        if record(run, refresh=False) is not None or (run.folder / "summary.json").exists():
+            continue
+        print(f"$ {run.command()}", flush=True)
+        subprocess.run(shlex.split(run.command()), cwd=ROOT, check=True)
+        keep_record(run)
+
+
+def mean_sd(values: list[float], digits: int = 2) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def machine_of(records: list[dict]) -> str:
+    """The device the records' runs trained on, from their provenance."""
+    kinds = sorted(
+        {
+            f"{r['summary'].get('provenance', {}).get('backend', '?')}"
+            f"/{r['summary'].get('provenance', {}).get('device_kind', '?')}"
+            for r in records
+        }
+    )
+    return ", ".join(kinds)
+
+
+def arguments(doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="train the runs that have no record")
+    parser.add_argument("--only", nargs="*", default=[], help="run names (or prefixes) to train")
+    parser.add_argument(
+        "--check", action="store_true", help="rebuild the page from the records and compare"
+    )
+    return parser.parse_args()
+
+
+def write_page(path: Path, text: str, check: bool) -> None:
+    if check:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} differs from the page its records make", file=sys.stderr)
+            sys.exit(1)
+        print(f"{path}: rebuilt from its records, unchanged")
+        return
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    print(f"-> {path}")
