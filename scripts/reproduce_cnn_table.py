@@ -21,7 +21,7 @@ PAGE = ROOT / "docs" / "results" / "cnn.md"
 BENCH = ROOT / "benchmarks" / "results" / "cnn.json"
 RUN_NAMES = ("cnn_fashion", "cnn_digits")
 
-# github.com/zalandoresearch/fashion-mnist benchmark, the small-CNN rows the issue names
+# github.com/zalandoresearch/fashion-mnist benchmark, its small-CNN rows
 PUBLISHED = [
     ("2 conv + pooling", 91.6),
     ("2 conv, < 100k parameters", 92.5),
@@ -202,7 +202,7 @@ def bench_lines() -> list[str]:
         "is microseconds; candidates are XLA choosing other layouts or conv algorithms for the "
         "standalone program, and output buffers not donated). The first version of this "
         "benchmark timed only single steps, with PyTorch in the same process interleaved with "
-        "XLA's calls (0.59× in the previous session, 68 ms a PyTorch step); this one starts "
+        "XLA's calls (0.59× then, 68 ms a PyTorch step); this one starts "
         "PyTorch in a child process after the JAX timings, so neither thread pool spins "
         "beside the other.",
     ]
@@ -214,7 +214,7 @@ def verdict_lines() -> list[str]:
         return []
     summary, _ = found
     lines = [
-        f"The committed config reaches **{100 * summary['test_accuracy']:.2f}%** (bar 93.5%, "
+        f"The committed config reaches **{100 * summary['test_accuracy']:.2f}%** (target 93.5%, "
         "goal 94.0%). What changed from the 32-epoch row above, each for a reason that row "
         "shows: training accuracy on augmented, dropped-out batches (93.4%) was no higher than "
         "validation accuracy (93.6%), i.e. the net under-fitted, so dropout 0.4 → 0.3 and 36 "
@@ -262,7 +262,7 @@ def write_page() -> None:
             "",
             *results_table(),
             "",
-            "The Fashion-MNIST benchmark's small-CNN rows (the issue's bar):",
+            "The Fashion-MNIST benchmark's small-CNN rows (the target is the best of them):",
             "",
             "| published (Fashion-MNIST benchmark) | test accuracy |",
             "|---|---|",

@@ -39,7 +39,8 @@ PTB = [
 ]
 CHAR = ("char_shakespeare", "char_shakespeare", [])
 ADDING_LENGTHS, ADDING_CELLS = (100, 200, 400), ("tanh", "irnn", "lstm")
-# Zaremba small on this data with PyTorch (a faithful run of the recipe): valid perplexity after epochs 1-4
+# Zaremba small on this data with PyTorch (a faithful run of the recipe): valid perplexity
+# after epochs 1-4
 PYTORCH_VALID = [183, 145, 135, 131]
 
 
@@ -326,7 +327,7 @@ def adding_section() -> list[str]:
     out += [
         "",
         "At T = 400 all three stay at the baseline with these settings (the LSTM's 49 min "
-        "include 31 min paused by SIGSTOP while the CNN's timed run went).",
+        "include 31 min suspended while the CNN's timed run went).",
     ]
     summary, rows = read(IRNN_SGD[0])
     if summary is not None:
@@ -342,7 +343,7 @@ def adding_section() -> list[str]:
 
 
 def medium_section() -> list[str]:
-    """No GPU in the sessions that produced this page: the config and estimates of its time."""
+    """No GPU was available for the runs of this page: the config and estimates of its time."""
     path = ROOT / "benchmarks" / "results" / "lm.json"
     row = (
         json.loads(path.read_text())["results"].get("medium_2x650_T35_manual")
@@ -432,18 +433,18 @@ def main() -> None:
         "Machine: a 2-core CPU shared with other jobs while these runs trained, so the times",
         "below are wall-clock under that load, not the machine's unloaded speed; the per-step",
         "benchmark below gives the comparable speeds. ptb_lstm_small trained in two sittings:",
-        "epochs 1–5 in one session (load 10–13), then",
+        "epochs 1–5 at load 10–13, then",
         "`lecturenn run configs/ptb_lstm_small.toml --resume runs/ptb_lstm_small` for epochs",
         "6–13 (load ≈ 4; a resumed run is bit-identical to an uninterrupted one, as tested).",
-        "ptb_rnn, ptb_nplm and the adding-problem runs of the third session shared the two cores",
-        "with two to three other training jobs, and were paused (SIGSTOP) while the CNN's timed",
+        "ptb_rnn, ptb_nplm and the adding-problem runs shared the two cores",
+        "with two to three other training jobs, and were suspended while the CNN's timed",
         "run and the benchmarks ran, so their times are wall-clock including those pauses",
         "(ptb_nplm: 26 min of its 69; adding_lstm_T400: 31 min of its 49).",
         "ptb_nplm (12 epochs) and ptb_rnn_plateau ran on 2026-11-29, side by side on the two",
         "cores; ptb_rnn (per-epoch halving, as committed) ran beside them from 15:12 and was",
-        "paused for 13 min in its epoch 5 (its time includes the pause). The run folders",
-        "of the earlier sessions were lost with their machine: their figures below are the ones",
-        "this page showed; the records in docs/results/lm_runs/ begin with the 2026-11-29 runs.",
+        "suspended for 13 min in its epoch 5 (its time includes the pause). The run folders",
+        "of the runs before 2026-11-29 were not kept: their figures below are the ones",
+        "measured then; the records in docs/results/lm_runs/ begin with the 2026-11-29 runs.",
         "Test figures use the parameters of the best validation epoch.",
         "",
     ]

@@ -1,4 +1,5 @@
-"""Per-layer diagnostics the lectures use to explain training trouble (CMU slides, CS224n §2.4):
+"""Per-layer diagnostics the lectures use to explain training trouble (CMU slides; CS224n
+notes §2.4):
 
 - gradient norms per weight matrix — vanishing (early layers ≪ late layers) or exploding;
 - activation saturation — the share of sigmoid/tanh units stuck near their asymptotes, where

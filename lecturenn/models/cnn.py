@@ -4,7 +4,7 @@ Forward, one block per entry of ``channels`` (no conv bias with batch norm: β p
     z = x ⋆ W + b  [→ batch norm over N, H, W]  a = relu(z)  x' = maxpool₂(a)
 then  h = relu(flatten(x') W_d + b_d)  [→ dropout]  s = h W_o + b_o,  J = mean CE(softmax(s), y).
 Backward runs the same pairs in reverse (nn/conv.py, nn/layers.py): δ(s) = (P − Y)/N, the affine
-and ReLU rules of CS224n notes §2.3, max-pool routing δ to each window's arg-max, and the conv
+and ReLU rules of CS224n notes §1.6, max-pool routing δ to each window's arg-max, and the conv
 layer's two correlations (∂L/∂W = x ⋆ δ, ∂L/∂x = δ ⋆ flipped W).
 """
 

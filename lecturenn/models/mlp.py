@@ -1,9 +1,10 @@
-"""Deep MLP classifier (CS224n notes §2, MIT 6.036 ch. 8): any depth, any activation per layer,
-optional inverted dropout and batch normalization, softmax + cross-entropy output.
+"""Deep MLP classifier (CS224n notes §1, MIT 6.036 neural-networks chapter): any depth, any
+activation per layer, optional inverted dropout and batch normalization, softmax +
+cross-entropy output.
 
 Forward for hidden layer k:  z(k) = a(k−1) W(k) + b(k)  [→ batch norm]  a(k) = f(z(k))  [→ dropout]
 Output:                      s = a(L−1) W(L) + b(L),  J = mean CE(softmax(s), y)
-Backward (CS224n notes §2.3): δ(L) = (P − Y)/N;  δ(k) = f′(z(k)) ∘ (δ(k+1) W(k+1)ᵀ), and
+Backward (CS224n notes §1.6): δ(L) = (P − Y)/N;  δ(k) = f′(z(k)) ∘ (δ(k+1) W(k+1)ᵀ), and
 ∂J/∂W(k) = a(k−1)ᵀ δ(k), ∂J/∂b(k) = Σ δ(k) — composed here from the layer pairs in nn/layers.py.
 
 Batch: ``{"x": (N, ...) inputs (flattened), "y": (N,) class ids}``.
@@ -132,7 +133,7 @@ def loss(cfg: MLPConfig, params, state, batch, key):
 
 
 def manual_value_and_grad(cfg: MLPConfig, params, state, batch, key):
-    """CS224n notes §2.3, layer by layer in reverse: δ(L) = (P − Y)/N, then for each hidden
+    """CS224n notes §1.6, layer by layer in reverse: δ(L) = (P − Y)/N, then for each hidden
     layer the dropout mask, f′(z) ∘ δ, batch norm's backward and the affine rule."""
     acts = cfg.activations()
     scores, new_state, (caches, out_cache, _) = _forward(cfg, params, state, batch["x"], key, True)

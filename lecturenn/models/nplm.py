@@ -9,7 +9,7 @@
 Optional inverted dropout on ``a`` (``dropout``) and on the context features ``x``
 (``embed_dropout``): not in the paper, modern regularizers, off by default.
 
-Backward, each step the local derivative of its layer pair in nn/layers.py (CS224n notes §2.3):
+Backward, each step the local derivative of its layer pair in nn/layers.py (CS224n notes §1.6):
 δy = (P − Y)/N;  ∂U = aᵀδy, ∂W = xᵀδy, ∂b = Σδy;  δa = δy Uᵀ;  δz = (1 − a²) ∘ δa;
 ∂H = xᵀδz, ∂d = Σδz;  δx = δz Hᵀ (+ δy Wᵀ);  ∂C = scatter-add of δx's n blocks to their rows
 (with dropout, each δ passes back through its layer's mask: δ ← m ∘ δ / (1 − p)).

@@ -1,4 +1,4 @@
-"""Window tagger for NER / POS (CS224n notes 3 §1, "Museums in Paris are amazing"; Collobert et
+"""Window tagger for NER / POS (CS224n notes §1.4, "Museums in Paris are amazing"; Collobert et
 al. 2011 "NLP (almost) from scratch", the window approach of §3.3.1).
 
 Every token t of a padded sentence batch gets the window of ``window_size`` tokens centred on it.
@@ -10,7 +10,7 @@ feature) and optionally a suffix vector; the window vector is their concatenatio
 
 Three ways to train the scores s (the emissions f of C&W §3.4):
 - ``"softmax"``: word-level log-likelihood (C&W's WLL), the mean over tokens of −log softmax(s_t)_y.
-- ``"max_margin"``: the notes' J = max(0, 1 − s + s_c) (notes 3 §1.5), ``nn.losses.tag_max_margin``.
+- ``"max_margin"``: the notes' J = max(0, 1 − s + s_c) (notes §1.4), ``nn.losses.tag_max_margin``.
   The score of a labelled window is its gold tag's score, s = s_t[y_t]. Each labelled window gets
   two negatives, each one term of J: (1) the corrupt window of the notes — the centre word
   replaced by a word drawn uniformly from the vocabulary (``nn.losses.corrupt_centre_words``, from

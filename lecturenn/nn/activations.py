@@ -1,6 +1,6 @@
 """Elementwise nonlinearities f(z) and their derivatives f'(z), plus softmax and its backward.
 
-CS224n notes §2.2 ("the neuron") and the activation table of the lecture slides: each activation is
+CS224n notes §2.4 (neuron units) and the activation table of the lecture slides: each activation is
 an ``Activation(fn, grad)`` pair. ``grad(z, a)`` receives both the pre-activation ``z`` and the
 forward output ``a = fn(z)`` so that derivatives which are cheapest in terms of the output reuse it
 (tanh' = 1 - a², σ' = a(1 - a)). Backpropagation through the layer is then δ_z = f'(z) ∘ δ_a.
@@ -41,7 +41,7 @@ def sigmoid(z: Array) -> Array:
 
 
 def sigmoid_grad(z: Array, a: Array) -> Array:
-    """σ'(z) = σ(z)(1 - σ(z)) (CS224n notes §2.2), from the forward output."""
+    """σ'(z) = σ(z)(1 - σ(z)) (CS224n notes §2.4), from the forward output."""
     del z
     return a * (1.0 - a)
 

@@ -23,12 +23,12 @@ Params = dict[str, Array]
 
 
 def affine_forward(params: Params, x: Array) -> tuple[Array, Array]:
-    """z = x W + b for x of shape (..., m), W (m, n), b (n,) (CS224n notes §2.3)."""
+    """z = x W + b for x of shape (..., m), W (m, n), b (n,) (CS224n notes §1.6)."""
     return x @ params["W"] + params["b"], x
 
 
 def affine_backward(params: Params, cache: Array, dy: Array) -> tuple[Params, Array]:
-    """CS224n §2.3: ∂W = aᵀδ and ∂b = Σδ summed over every leading axis; δ_in = δ Wᵀ."""
+    """CS224n notes §1.6: ∂W = aᵀδ and ∂b = Σδ summed over every leading axis; δ_in = δ Wᵀ."""
     x = cache
     m, n = params["W"].shape
     x_rows, dy_rows = x.reshape(-1, m), dy.reshape(-1, n)
@@ -52,7 +52,7 @@ def activation_forward(name: str, z: Array) -> tuple[Array, tuple[Array, Array]]
 
 
 def activation_backward(name: str, cache: tuple[Array, Array], da: Array) -> Array:
-    """δz = f'(z) ∘ δa (CS224n §2.3); softmax applies its full Jacobian: a ∘ (δa - Σ a∘δa)."""
+    """δz = f'(z) ∘ δa (CS224n notes §1.6); softmax applies its full Jacobian: a ∘ (δa - Σ a∘δa)."""
     z, a = cache
     if name == "softmax":
         return softmax_backward(a, da)
@@ -83,7 +83,7 @@ def embedding_backward(num_rows: int, cache: Array, dx: Array) -> Array:
 
 
 def window_forward(x: Array) -> tuple[Array, tuple[int, ...]]:
-    """(..., L, d) → (..., L·d): the window vector x_window = [x_{t-h}; …; x_{t+h}] (CS224n §1)."""
+    """(..., L, d) → (..., L·d): x_window = [x_{t-h}; …; x_{t+h}] (CS224n notes §1.4)."""
     return x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],)), x.shape
 
 
@@ -96,7 +96,7 @@ def sentence_windows(ids: Array, window_size: int, pad_id: int) -> Array:
     """Ids of the window centred on every token: (..., T) → (..., T, window_size).
 
     The sequence is padded with ``window_size // 2`` copies of ``pad_id`` at both edges (the
-    <s> / </s> padding of CS224n §1), so row t holds ids[t - h : t + h + 1].
+    <s> / </s> padding of CS224n notes §1.4), so row t holds ids[t - h : t + h + 1].
     """
     if window_size < 1 or window_size % 2 == 0:
         raise UserError(

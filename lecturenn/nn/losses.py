@@ -59,7 +59,7 @@ def _sum_after_first_axis(x: Array) -> Array:
     return jnp.sum(x, axis=tuple(range(1, x.ndim))) if x.ndim > 1 else x
 
 
-# --- squared error (MIT 6.036 regression; CS224n §2.1) ------------------------------------------
+# --- squared error (MIT 6.036 neural-networks chapter, regression) --------------------------------
 
 
 def squared_error(scores: Array, targets: Array, mask: Array | None = None) -> Array:
@@ -81,7 +81,7 @@ def squared_error_grad(scores: Array, targets: Array, mask: Array | None = None)
     return squared_error_value_and_grad(scores, targets, mask)[1]
 
 
-# --- softmax + negative log-likelihood (CS224n notes §2: cross-entropy from logits) -------------
+# --- softmax + negative log-likelihood (cross-entropy; CS224n slides, softmax classifier) ---
 
 
 def _log_softmax(scores: Array) -> Array:
@@ -174,7 +174,7 @@ def multiclass_hinge_grad(scores: Array, targets: Array, mask: Array | None = No
     return multiclass_hinge_value_and_grad(scores, targets, mask)[1]
 
 
-# --- max-margin over true and corrupt windows (CS224n notes §1.5; Collobert & Weston 2008) ------
+# --- max-margin over true and corrupt windows (CS224n notes §1.4; Collobert & Weston 2008) ------
 
 
 def max_margin(s: Array, s_c: Array, mask: Array | None = None) -> Array:
@@ -196,7 +196,7 @@ def max_margin_grad(s: Array, s_c: Array, mask: Array | None = None) -> tuple[Ar
     return max_margin_value_and_grad(s, s_c, mask)[1]
 
 
-# --- the window tagger's max-margin objective (CS224n notes 3 §1.5; Collobert et al. 2011) -----
+# --- the window tagger's max-margin objective (CS224n notes §1.4; Collobert et al. 2011) -----
 
 
 def corrupt_centre_words(word_windows: Array, key: Array, vocab_size: int) -> Array:
@@ -228,7 +228,7 @@ def _tag_margin_terms(scores: Array, tags: Array, corrupt: Array | None):
 def tag_max_margin(
     scores: Array, tags: Array, mask: Array | None = None, corrupt: Array | None = None
 ) -> Array:
-    """J = mean over labelled tokens and negatives of max(0, 1 − s + s_c) (CS224n notes 3 §1.5).
+    """J = mean over labelled tokens and negatives of max(0, 1 − s + s_c) (CS224n notes §1.4).
 
     ``scores`` (..., K) are each token's tag scores, ``tags`` (...) the gold tags and ``mask`` the
     labelled positions. Negatives: the best wrong tag of the same window (which teaches the tagger

@@ -391,7 +391,7 @@ dense = 8
 name = "adam"
 learning_rate = 2e-3
 [train]
-epochs = 2
+epochs = 1  # one epoch: both runs end with the same parameters
 batch_size = 64
 checkpoint = false
 """
@@ -409,6 +409,11 @@ checkpoint = false
     assert [r["train_loss"] for r in rows["false"]] == [r["train_loss"] for r in rows["true"]]
     assert rows["false"][-1]["val_loss"] != rows["true"][-1]["val_loss"]
     assert summaries["false"]["test_loss"] != summaries["true"]["test_loss"]
+    # the flipped run also reports the unflipped accuracy: the other run's, same parameters
+    assert "test_accuracy_no_flip" not in summaries["false"]
+    assert summaries["true"]["test_accuracy_no_flip"] == pytest.approx(
+        summaries["false"]["test_accuracy"], abs=1e-6
+    )
 
 
 def test_without_validation_the_checkpoint_keeps_the_latest_params_as_best(tmp_path):

@@ -99,9 +99,10 @@ def build(cfg) -> Setup:
     counts = np.bincount(data["train"]["y"], minlength=num_classes)
     model_cfg = fill_model(cfg.model, train["x"].shape[1:], num_classes, counts)
     model = schemas.MODELS[schemas.kind_of(model_cfg)].module.make(model_cfg)
-    scorer = model
+    scorer, plain = model, None
     if getattr(cfg.data, "test_time_flip", False):
         scorer = model._replace(predict=images.mirror_averaged(model.predict))
+        plain = loop.make_predict(model)
     predict = loop.make_predict(scorer)
     names = class_names(cfg.data.name, num_classes)
     files = dataset_files("fashion-mnist") if cfg.data.name == "fashion-mnist" else []
@@ -113,18 +114,23 @@ def build(cfg) -> Setup:
         evaluate=loop.make_evaluate(model, predict=predict),
         splits={"val": valid, "test": test},
         augment=_augmentation(cfg),
-        finalize=_confusion_report(predict, test, names),
+        finalize=_confusion_report(predict, test, names, plain),
         steps_per_epoch=steps_of(train["x"].shape[0], cfg.train.batch_size),
         vocabs={"classes": names},
         data_files=files,
     )
 
 
-def _confusion_report(predict, test: dict, names: list[str]):
+def _confusion_report(predict, test: dict, names: list[str], plain=None):
     """finalize: the test confusion matrix as confusion_test.json and plots/confusion_test.png,
-    and the per-class test accuracies (the diagonal over the row sums) in the summary."""
+    and the per-class test accuracies (the diagonal over the row sums) in the summary; with
+    test-time flips (``plain`` the unflipped predictor), also the accuracy without them."""
 
     def finalize(params, state, out):
+        extra = {}
+        if plain is not None:
+            plain_pred = np.argmax(np.asarray(plain(params, state, test["x"])), axis=-1)
+            extra["test_accuracy_no_flip"] = float(np.mean(plain_pred == np.asarray(test["y"])))
         pred = np.argmax(np.asarray(predict(params, state, test["x"])), axis=-1)
         counts = np.asarray(metrics.confusion_matrix(pred, test["y"], len(names)))
         per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
@@ -134,7 +140,7 @@ def _confusion_report(predict, test: dict, names: list[str]):
         )
         (out / "plots").mkdir(exist_ok=True)
         _plot_confusion(counts, names, out / "plots" / "confusion_test.png")
-        return {f"test_accuracy_class_{k}": float(v) for k, v in enumerate(per_class)}
+        return {**extra, **{f"test_accuracy_class_{k}": float(v) for k, v in enumerate(per_class)}}
 
     return finalize
 
