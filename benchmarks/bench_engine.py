@@ -14,6 +14,11 @@ devices vs 1.
 (c) one epoch on 8 emulated CPU devices vs 1 device, in a child process started with
     XLA_FLAGS=--xla_force_host_platform_device_count=8. Report only: the 8 "devices" share this
     machine's cores, so this measures the overhead of sharding, not a speed-up.
+(d) the scan epoch with a progress listener (``lecturenn run``'s own, writing a line on every
+    report to a file-like object) vs without: the PTB-small LSTM on 40,000 training words, an
+    epoch of seconds where a run reports within epochs (goal: within 3 %), and the MLP on digits,
+    an epoch of milliseconds, where the callbacks cost a multiple of the epoch (report only: the
+    runner compiles such epochs without them after the first, experiments/progress.py).
 
 Every timing is a median over interleaved rounds; the spread (min and max over the rounds) is
 recorded beside it, and the load average before and after.
@@ -213,6 +218,42 @@ def loop_vs_scan(repeats: int) -> dict:
     return row
 
 
+def with_and_without_progress(name: str, repeats: int) -> dict:
+    """One scan epoch of a case with lecturenn run's progress listener attached and without."""
+    import io
+
+    from lecturenn.experiments.progress import Progress
+
+    case = Case(*CASES[name])
+    model, optimizer = case.build({"optim.learning_rate": 1e-3})
+    params, state = model.init(jax.random.PRNGKey(0))
+    opt_state = optimizer.init(params)
+    key = jax.random.PRNGKey(1)
+    data = case.setup.train
+    step = make_step(model, optimizer, case.cfg.train.grads, jit=False)
+    listener = Progress(1, case.setup.steps_per_epoch, stream=io.StringIO())
+    listener.every = 0.0  # a line on every tick: the most work a listener does
+    fns = {
+        "plain": make_epoch(case.setup, step, case.cfg.train, driver="scan"),
+        "progress": make_epoch(
+            case.setup, step, case.cfg.train, driver="scan", progress=listener.step
+        ),
+    }
+    seconds, spread = time_calls(
+        {k: (lambda e=e: e(params, state, opt_state, data, key)) for k, e in fns.items()},
+        repeats=repeats,
+        number=3,
+        spread=True,
+    )
+    return {
+        "steps_per_epoch": case.setup.steps_per_epoch,
+        "progress_over_plain_time": seconds["progress"] / seconds["plain"],
+        "seconds_median_min_max": spread,
+        "lines_written": listener.stream.getvalue().count("\n"),
+        "goal_max_ratio": 1.03 if name == "lstm_ptb_small" else None,
+    }
+
+
 def devices_child(repeats: int) -> dict:
     """Runs inside the 8-device child: one epoch on 8 devices vs the plain epoch on device 0."""
     case = Case(*CASES["mlp_digits"])
@@ -265,11 +306,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the end-to-end sweep")
     parser.add_argument("--only", nargs="*", default=list(CASES), help="sweep cases to time")
     parser.add_argument("--devices-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--progress-only", action="store_true", help="only (d)")
     args = parser.parse_args()
     if args.devices_child:
         print(json.dumps(devices_child(args.repeats)))
         return
     load_before = os.getloadavg()
+    if args.progress_only:
+        for name in ("mlp_digits", "lstm_ptb_small"):
+            print(name, json.dumps(with_and_without_progress(name, args.repeats)))
+        return
     a = loop_vs_scan(args.repeats)
     print(
         f"(a) scan epoch {a['scan_steps_per_s']:.0f} steps/s vs loop {a['loop_steps_per_s']:.0f}"
@@ -291,6 +337,14 @@ def main() -> None:
         f"(c) 8 emulated devices {c['eight_devices_steps_per_s']:.0f} steps/s vs 1 device "
         f"{c['one_device_steps_per_s']:.0f} steps/s: {c['eight_over_one']:.2f}x (report only)"
     )
+    d = {}
+    for name in ("mlp_digits", "lstm_ptb_small"):
+        d[name] = with_and_without_progress(name, args.repeats)
+        goal = "goal <= 1.03x" if d[name]["goal_max_ratio"] else "report only"
+        print(
+            f"(d) {name}: scan epoch with progress {d[name]['progress_over_plain_time']:.3f}x "
+            f"the time without ({goal})"
+        )
     path = write_json(
         "engine",
         {
@@ -300,6 +354,7 @@ def main() -> None:
             "scan_vs_loop": {**a, "goal_min_ratio": 5.0},
             "sweep_vmap_vs_sequential": b,
             "eight_emulated_devices_vs_one": c,
+            "scan_epoch_with_progress_vs_without": d,
         },
     )
     print(f"-> {path}")

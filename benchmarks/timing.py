@@ -11,6 +11,8 @@ from pathlib import Path
 
 import jax
 
+from lecturenn.experiments.provenance import cpu_model
+
 
 def block(tree):
     return jax.tree_util.tree_map(
@@ -41,7 +43,7 @@ def time_calls(fns: dict, *, repeats: int = 7, number: int = 20, spread: bool = 
 def machine() -> dict:
     return {
         "platform": platform.platform(),
-        "processor": platform.processor(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),

@@ -20,3 +20,13 @@ def data_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"shared datasets not found at {root} (set LECTURENN_DATA)")
     return root
+
+
+@pytest.fixture
+def float32():
+    """The test runs as ``lecturenn run`` does in a fresh process: without the float64 default."""
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", True)

@@ -1,13 +1,17 @@
 """What a run was made with: library versions, the code's commit, the machine, the data's digests.
 
 ``summary.json`` of every run folder records ``provenance()``; ``eval`` compares a data file's
-digest with the recorded one and warns, naming the file, when they differ.
+digest with the recorded one and warns, naming the file, when they differ. The CPU, the load
+average when the summary was written (its 15-minute figure covers the end of training) and any
+``XLA_FLAGS`` say under what conditions the run's times were measured.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
+import platform
 import subprocess
 from pathlib import Path
 
@@ -57,6 +61,17 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "") if commit else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(data_files=()) -> dict:
     devices = jax.devices()
     return {
@@ -68,5 +83,8 @@ def provenance(data_files=()) -> dict:
         "device_kind": devices[0].device_kind if devices else None,
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),
+        "cpu": f"{cpu_model()} ({os.cpu_count()} cores)",
+        "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "data": {data_key(p): file_sha256(p) for p in data_files},
     }

@@ -191,14 +191,10 @@ def _run(cfg: config_lib.Config, setup: Setup, out: Path, quiet: bool, writer: b
         model = parallel.shard_model(model, mesh)
     optimizer = optimizer_for(setup, setup.model, cfg.optim)
     progress = Progress(cfg.train.epochs, setup.steps_per_epoch, quiet or not writer)
-    epoch_fn = make_epoch(
-        setup,
-        make_step(model, optimizer, cfg.train.grads, jit=False),
-        cfg.train,
-        progress=None if progress.quiet else progress.step,
+    step = make_step(model, optimizer, cfg.train.grads, jit=False)
+    epoch_fn = _progress_epoch(
+        progress, lambda listener: make_epoch(setup, step, cfg.train, progress=listener), mesh
     )
-    if mesh is not None:
-        epoch_fn = parallel.on_mesh(epoch_fn, mesh)
     evaluate = setup.evaluate
     if cfg.parallel.distributed:
         evaluate = _on_local_copy(evaluate)
@@ -270,6 +266,22 @@ def _run(cfg: config_lib.Config, setup: Setup, out: Path, quiet: bool, writer: b
         )
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _progress_epoch(progress: Progress, make: Callable, mesh) -> Callable:
+    """The epoch with progress reports while ``progress.in_epoch()``, then for good the same
+    epoch compiled without them (the same numbers; see experiments/progress.py)."""
+    built = {}
+
+    def epoch(*args):
+        ticking = progress.in_epoch() and built.get("plain") is None
+        kind = "ticking" if ticking else "plain"
+        if kind not in built:
+            fn = make(progress.step if ticking else None)
+            built[kind] = parallel.on_mesh(fn, mesh) if mesh is not None else fn
+        return built[kind](*args)
+
+    return epoch
 
 
 def _tensorboard(out: Path):

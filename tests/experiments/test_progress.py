@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from lecturenn.experiments.progress import Progress
 from lecturenn.models import mlp
@@ -73,3 +74,69 @@ def test_the_scan_epoch_reports_steps_to_a_bar_on_a_terminal():
     assert seen == list(range(1, 21))
     progress.epoch({"epoch": 1, "train_loss": float(out[3]), "seconds": 0.1})
     assert "epoch 1/1" in stream.getvalue() and "20/20" in stream.getvalue()
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(
+        bool(jnp.array_equal(x, y))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
+
+
+@pytest.mark.parametrize("config", ["quickstart_digits", "ner_window", "ptb_lstm_small"])
+def test_an_epoch_with_a_listener_computes_what_one_without_does(config, float32):
+    """The runner switches a run's later epochs to the program without progress callbacks when
+    epochs are short (runner._progress_epoch), so the two programs must agree bit for bit."""
+    from lecturenn.experiments import config as config_lib
+    from lecturenn.experiments import schemas
+    from lecturenn.experiments.tasks import TASKS
+    from lecturenn.experiments.tasks.base import make_epoch, optimizer_for
+
+    small = {
+        "quickstart_digits": [],
+        "ner_window": ["data.limit_train=64", "data.limit_eval=8", "model.hidden=16"],
+        "ptb_lstm_small": ["data.limit_train=4000", "data.limit_eval=400", "model.hidden_dim=16"],
+    }[config]
+    path = ROOT / "configs" / f"{config}.toml"
+    cfg = config_lib.load_config(path, small)
+    if cfg.data.name in ("conll2003", "ptb"):
+        root = Path(os.environ.get("LECTURENN_DATA", Path.home() / ".cache" / "lecturenn"))
+        if not (root / cfg.data.name).is_dir():
+            pytest.skip(f"{cfg.data.name} not found under {root} (set LECTURENN_DATA)")
+    setup = TASKS[schemas.task_of(cfg)].build(cfg)
+    optimizer = optimizer_for(setup, setup.model, cfg.optim)
+    params, state = setup.model.init(jax.random.PRNGKey(0))
+    step = make_step(setup.model, optimizer, cfg.train.grads, jit=False)
+    ticks = []
+    outs = [
+        make_epoch(setup, step, cfg.train, progress=listener)(
+            params, state, optimizer.init(params), setup.train, jax.random.PRNGKey(1)
+        )
+        for listener in (None, lambda done, loss: ticks.append(int(done)))
+    ]
+    jax.effects_barrier()
+    assert ticks and _leaves_equal(outs[0], outs[1])
+
+
+def test_short_epochs_drop_the_callbacks_for_good_after_the_first():
+    from lecturenn.experiments.runner import _progress_epoch
+
+    progress = Progress(epochs=4, steps_per_epoch=10, stream=io.StringIO())
+    progress.every = 30.0
+    built = []
+
+    def make(listener):
+        built.append(listener is not None)
+        return lambda *args: listener is not None
+
+    epoch = _progress_epoch(progress, make, mesh=None)
+    ticking = [epoch()]  # the first epoch reports: its length is not known yet
+    progress.epoch({"epoch": 1, "train_loss": 1.0, "seconds": 40.0})
+    ticking.append(epoch())  # 40 s ≥ 30 s: a line within the epoch can show
+    progress.epoch({"epoch": 2, "train_loss": 1.0, "seconds": 2.0})
+    ticking.append(epoch())  # 2 s: no report would ever show; compiled once without callbacks
+    progress.epoch({"epoch": 3, "train_loss": 1.0, "seconds": 60.0})
+    ticking.append(epoch())  # and it stays so (no second recompilation)
+    assert ticking == [True, True, False, False] and built == [True, False]
+    quiet = Progress(epochs=1, steps_per_epoch=10, quiet=True)
+    assert not quiet.in_epoch()
