@@ -54,8 +54,12 @@ def seeded(page: str, name: str, config: str, seeds, overrides=()) -> list[Run]:
     ]
 
 
-def keep_record(run: Run) -> dict | None:
-    """The record of a finished run folder, written to its committed place; None if unfinished."""
+EXTRA_FILES = ("confusion_test.json",)  # small outputs a page may show, kept when present
+
+
+def keep_record(run: Run, extras: dict | None = None) -> dict | None:
+    """The record of a finished run folder, written to its committed place; None if unfinished.
+    ``extras``: more entries computed from the folder (e.g. a text sampled from the model)."""
     summary_path = run.folder / "summary.json"
     if not summary_path.exists():
         return None
@@ -65,6 +69,12 @@ def keep_record(run: Run) -> dict | None:
         "config": (run.folder / "config.toml").read_text(),
         "summary": json.loads(summary_path.read_text()),
         "metrics": [json.loads(line) for line in metrics if line],
+        "files": {
+            name: json.loads((run.folder / name).read_text())
+            for name in EXTRA_FILES
+            if (run.folder / name).exists()
+        },
+        **(extras or {}),
     }
     run.record_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = run.record_path.with_suffix(".json.tmp")
@@ -73,25 +83,31 @@ def keep_record(run: Run) -> dict | None:
     return record
 
 
-def record(run: Run, refresh: bool = True) -> dict | None:
-    """A run's record: from its folder when it has finished there (refreshing the committed
-    record when ``refresh``), else the committed record, else None."""
-    if refresh and (run.folder / "summary.json").exists():
-        return keep_record(run)
+def record(run: Run) -> dict | None:
+    """A run's committed record, else None."""
     if run.record_path.exists():
         return json.loads(run.record_path.read_text())
     return None
 
 
-def train_missing(runs: list[Run], only: set[str]) -> None:
+def keep_finished(runs: list[Run], extras=None) -> None:
+    """Records for the runs that have finished in runs/ (``extras(run)``: more entries)."""
     for run in runs:
-        if only and run.name not in only and not any(run.name.startswith(o) for o in only):
+        if (run.folder / "summary.json").exists():
+            keep_record(run, extras(run) if extras else None)
+
+
+def train_missing(runs: list[Run], only: list[str], extras=None) -> None:
+    """Trains, one after another, the runs with neither a record nor a finished folder (``only``:
+    names or prefixes), and keeps each one's record as it finishes."""
+    for run in runs:
+        if only and not any(run.name.startswith(o) for o in only):
             continue
-        if record(run, refresh=False) is not None or (run.folder / "summary.json").exists():
+        if record(run) is not None or (run.folder / "summary.json").exists():
             continue
         print(f"$ {run.command()}", flush=True)
         subprocess.run(shlex.split(run.command()), cwd=ROOT, check=True)
-        keep_record(run)
+        keep_record(run, extras(run) if extras else None)
 
 
 def mean_sd(values: list[float], digits: int = 2) -> str:
@@ -104,25 +120,50 @@ def mean_sd(values: list[float], digits: int = 2) -> str:
 
 
 def machine_of(records: list[dict]) -> str:
-    """The device the records' runs trained on, from their provenance."""
-    kinds = sorted(
-        {
-            f"{r['summary'].get('provenance', {}).get('backend', '?')}"
-            f"/{r['summary'].get('provenance', {}).get('device_kind', '?')}"
-            for r in records
-        }
-    )
-    return ", ".join(kinds)
+    """The machines the records' runs trained on, from their provenance."""
+    kinds = set()
+    for r in records:
+        prov = r["summary"].get("provenance", {})
+        kinds.add(prov.get("cpu") or f"{prov.get('backend', '?')}/{prov.get('device_kind', '?')}")
+    return ", ".join(sorted(kinds))
+
+
+def load_at_end(rec: dict) -> str:
+    """The 1- and 15-minute load averages when the run wrote its summary ("?" if unrecorded)."""
+    load = rec["summary"].get("provenance", {}).get("load_average_1_5_15min")
+    return f"{load[0]:.1f} / {load[2]:.1f}" if load else "?"
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def arguments(doc: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--run", action="store_true", help="train the runs that have no record")
+    parser = argparse.ArgumentParser(
+        description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.epilog = doc
+    parser.add_argument(
+        "--run", action="store_true", help="first train the runs that have no record"
+    )
     parser.add_argument("--only", nargs="*", default=[], help="run names (or prefixes) to train")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="first record the runs that have finished under runs/ (replacing their records)",
+    )
     parser.add_argument(
         "--check", action="store_true", help="rebuild the page from the records and compare"
     )
+    parser.add_argument(
+        "--list", action="store_true", help="print each run's command and whether it has a record"
+    )
     return parser.parse_args()
+
+
+def list_runs(runs: list[Run]) -> None:
+    for run in runs:
+        print(f"{'recorded' if record(run) else 'missing '}  {run.command()}")
 
 
 def write_page(path: Path, text: str, check: bool) -> None:
@@ -136,3 +177,17 @@ def write_page(path: Path, text: str, check: bool) -> None:
     tmp.write_text(text)
     tmp.replace(path)
     print(f"-> {path}")
+
+
+def main(doc: str, runs: list[Run], page: Path, build, extras=None) -> None:
+    """What every reproduce script does: ``--list``, ``--keep``, ``--run``, then the page from the
+    records (``build()`` returns its text), written or, with ``--check``, compared."""
+    args = arguments(doc)
+    if args.list:
+        list_runs(runs)
+        return
+    if args.keep:
+        keep_finished(runs, extras)
+    if args.run:
+        train_missing(runs, args.only, extras)
+    write_page(page, build(), args.check)
