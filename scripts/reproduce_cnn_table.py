@@ -81,7 +81,12 @@ def per_run_table() -> list[str]:
                 f"| {f'{100 * no_flip:.2f}%' if no_flip is not None else '—'} "
                 f"| {minutes(s['train_seconds'])} | {load_at_end(rec)} | `{rec['command']}` |"
             )
+        lines += [f"| {r.name} | not run | | | | `{r.command()}` |" for r in unrecorded(config)]
     return lines
+
+
+def unrecorded(config: str) -> list:
+    return [run for run in seeded("cnn", config, config, SEEDS) if record(run) is None]
 
 
 def verdict() -> list[str]:

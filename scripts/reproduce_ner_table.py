@@ -79,6 +79,11 @@ def per_run_table() -> list[str]:
                 f"{r['val_f1']:.2f} | {r['test_f1']:.2f} | {pos} | {minutes(r['train_seconds'])} "
                 f"| {load_at_end(rec)} | `{rec['command']}` |"
             )
+        lines += [
+            f"| {run.name} | not run | | | | | | `{run.command()}` |"
+            for run in seeded("ner", config, config, SEEDS)
+            if record(run) is None
+        ]
     return lines
 
 

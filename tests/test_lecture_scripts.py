@@ -60,47 +60,78 @@ def test_optimizers_script_writes_a_table_with_ours_equal_to_optax(tmp_path, scr
         assert (runs / "optimizers" / variant / "summary.json").exists()
 
 
-def test_lm_page_keeps_run_records_and_refuses_to_drop_missing_runs(
-    tmp_path, scripts_on_path, monkeypatch
-):
-    """reproduce_lm_table.py copies each run's summary and epochs to a committed record, reads
-    the record once the run folder is gone, and leaves the page alone while runs are missing."""
+@pytest.fixture
+def results_root(tmp_path, scripts_on_path, monkeypatch):
+    """results_common pointed at an empty tree: runs/ and docs/results/records/ under tmp_path."""
+    import results_common
+
+    monkeypatch.setattr(results_common, "ROOT", tmp_path)
+    monkeypatch.setattr(results_common, "RECORDS", tmp_path / "records")
+    return tmp_path
+
+
+def finished_run(folder, summary: dict, epochs: list[dict]) -> None:
     import json
+
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text('name = "x"\n')
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs))
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_lm_page_is_rebuilt_from_committed_records_alone(results_root, monkeypatch, capsys):
+    """--keep copies a finished run's command, config, summary and epochs into its record; the
+    page is then made from the records alone (the run folder gone), and --check fails as soon as
+    the page differs from what the records make."""
+    import json
+    import shutil
 
     import reproduce_lm_table as lm
 
-    runs, records, page = tmp_path / "runs", tmp_path / "records", tmp_path / "lm.md"
-    for name, value in [("RUNS", runs), ("RECORDS", records), ("PAGE", page)]:
-        monkeypatch.setattr(lm, name, value)
-    monkeypatch.setattr(lm, "SAMPLE", records / "sample.txt")
-    folder = runs / "ptb_nplm"
-    folder.mkdir(parents=True)
+    page = results_root / "lm.md"
+    monkeypatch.setattr(lm, "PAGE", page)
     epochs = [
         {"epoch": 1, "val_perplexity": 201.25, "train_perplexity": 310.0, "seconds": 60.0},
         {"epoch": 2, "val_perplexity": 171.5, "train_perplexity": 190.0, "seconds": 61.0},
     ]
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs))
-    summary = {"test_perplexity": 149.75, "val_perplexity": 171.5, "epochs_run": 2}
+    summary = {"test_perplexity": 149.75, "val_perplexity": 171.5, "best_epoch": 2}
     summary["train_seconds"] = 121.0
-    (folder / "summary.json").write_text(json.dumps(summary))
-    page.write_text("the page as it was\n")
+    folder = results_root / "runs" / "lm" / "ptb_nplm_s0"
+    finished_run(folder, summary, epochs)
 
-    monkeypatch.setattr("sys.argv", ["reproduce_lm_table.py", "--no-sample"])
-    with pytest.raises(SystemExit) as stop:
-        lm.main()
-    assert stop.value.code == 2
-    assert page.read_text() == "the page as it was\n"
-    kept = json.loads((records / "ptb_nplm.json").read_text())
+    def main(*flags):
+        monkeypatch.setattr("sys.argv", ["reproduce_lm_table.py", *flags])
+        lm.main(lm.__doc__, lm.RUNS, lm.PAGE, lm.build)
+
+    main("--keep")
+    kept = json.loads((results_root / "records" / "lm" / "ptb_nplm_s0.json").read_text())
     assert kept["summary"] == summary and kept["metrics"] == epochs
+    assert kept["command"].startswith("lecturenn run configs/ptb_nplm.toml")
+    assert "train.seed=0" in kept["command"]
+    written = page.read_text()
+    rows = {row[0]: row for row in table_rows(written, "model")}
+    assert rows["ptb_nplm"][1:3] == ["0", "**149.8**"]
+    assert rows["ptb_nplm"][5] == "≤ 140.2 (**missed**)"
+    assert rows["ptb_rnn"][1] == "not run"
+    assert "- ptb_nplm_s0: 201.2 (60), 171.5 (61); best epoch 2" in written
 
-    (folder / "metrics.jsonl").unlink()
-    (folder / "summary.json").unlink()
-    assert lm.read("ptb_nplm") == (summary, epochs)
-    assert lm.read("ptb_rnn") == (None, [])
+    shutil.rmtree(results_root / "runs")
+    main("--check")
+    assert "unchanged" in capsys.readouterr().out
+    page.write_text(written.replace("149.8", "139.8"))
+    with pytest.raises(SystemExit) as stop:
+        main("--check")
+    assert stop.value.code == 1
+    main()
+    assert page.read_text() == written
 
-    monkeypatch.setattr("sys.argv", ["reproduce_lm_table.py", "--no-sample", "--allow-missing"])
-    lm.main()
-    rows = {row[0]: row for row in table_rows(page.read_text(), "model")}
-    assert rows["ptb_nplm"][1] == "**149.8** (171.5)"
-    assert rows["ptb_nplm"][3] == "≤ 150.0 (met)"
-    assert rows["ptb_rnn"][1].startswith("not run")
+
+@pytest.mark.parametrize("script", ["reproduce_ner_table", "reproduce_cnn_table"])
+def test_results_pages_without_records_name_the_commands_to_run(results_root, script):
+    """With no record, a page still builds, and says which command would make each row."""
+    import importlib
+
+    module = importlib.import_module(script)
+    text = module.build(write_image=False) if script.endswith("cnn_table") else module.build()
+    assert "not run" in text.lower()
+    assert module.RUNS[0].command() in text

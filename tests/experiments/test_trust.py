@@ -224,7 +224,8 @@ def test_data_fetch_offers_the_mirror_option_it_names(tmp_path, monkeypatch, cap
 
 
 def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path):
-    path, out = config(tmp_path, epochs=400), tmp_path / "run"
+    # epochs enough that the run cannot finish before the interrupt, however loaded the machine
+    path, out = config(tmp_path, epochs=100_000), tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lecturenn.cli", "run", str(path), "--out", str(out)],
         stdout=subprocess.DEVNULL,
