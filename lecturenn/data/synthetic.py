@@ -52,6 +52,25 @@ def adding_problem(num_examples: int, length: int, seed: int = 0) -> dict:
     return {"x": x, "y": (values[rows, first] + values[rows, second]).astype(np.float32)}
 
 
+def adding_batch(key, num_examples: int, length: int) -> dict:
+    """``adding_problem`` drawn on device from a jax.random key (the same distribution): a fresh
+    batch each training step, so a network never sees a sequence twice (Le et al. 2015 train on
+    newly generated sequences)."""
+    import jax
+    import jax.numpy as jnp
+
+    key_values, key_first, key_second = jax.random.split(key, 3)
+    values = jax.random.uniform(key_values, (num_examples, length), jnp.float32)
+    half = length // 2
+    first = jax.random.randint(key_first, (num_examples,), 0, half)
+    second = jax.random.randint(key_second, (num_examples,), half, length)
+    steps = jnp.arange(length)
+    markers = ((steps == first[:, None]) | (steps == second[:, None])).astype(jnp.float32)
+    rows = jnp.arange(num_examples)
+    y = values[rows, first] + values[rows, second]
+    return {"x": jnp.stack([values, markers], axis=-1), "y": y}
+
+
 def _shuffled(x, y, rng) -> dict:
     order = rng.permutation(len(x))
     return {"x": x[order].astype(np.float32), "y": y[order].astype(np.int32)}

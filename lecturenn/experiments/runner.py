@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -158,7 +161,8 @@ def run(
             if from_step is not None:
                 checkpoint.point_latest(staging / "checkpoints", from_step)
         try:
-            summary = _run(cfg, setup, staging, quiet, writer)
+            with _stop_after_epoch() as stop_requested:
+                summary = _run(cfg, setup, staging, quiet, writer, stop_requested)
         except KeyboardInterrupt:
             raise Interrupted(_where_to_resume(staging, out, "interrupted")) from None
         except loop.DivergedError as error:
@@ -182,7 +186,41 @@ def _where_to_resume(staging: Path, out: Path, what: str) -> str:
     return f"{what}; {text}" if what else text
 
 
-def _run(cfg: config_lib.Config, setup: Setup, out: Path, quiet: bool, writer: bool) -> dict:
+@contextlib.contextmanager
+def _stop_after_epoch():
+    """Ctrl-C while training: the first finishes the epoch, keeps its checkpoint and stops; a
+    second stops at once. The handler only sets a flag, so the interrupt never lands inside a
+    compiled epoch or a progress callback; ``stop_requested()`` is polled after each epoch."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def first(signum, frame):
+        requested.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(
+            "\nlecturenn: stopping after this epoch, once its checkpoint is written "
+            "(Ctrl-C again stops at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(
+    cfg: config_lib.Config,
+    setup: Setup,
+    out: Path,
+    quiet: bool,
+    writer: bool,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> dict:
     model = setup.model
     mesh = None
     if cfg.parallel.data > 1 or cfg.parallel.distributed:
@@ -224,6 +262,8 @@ def _run(cfg: config_lib.Config, setup: Setup, out: Path, quiet: bool, writer: b
                     board.add_scalar(key, value, row["epoch"])
             board.flush()
         progress.epoch(row)
+        if stop_requested() and row["epoch"] < cfg.train.epochs:
+            raise KeyboardInterrupt
 
     start = time.perf_counter()
     params, state, history = loop.fit(

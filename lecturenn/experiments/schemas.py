@@ -180,7 +180,8 @@ class ShakespeareData:
 
 @dataclass
 class AddingData:
-    """The adding problem (data/synthetic.py), drawn once per split with different seeds."""
+    """The adding problem (data/synthetic.py): validation and test drawn once with their own
+    seeds; training drawn once, or afresh every step with ``fresh``."""
 
     TASKS: ClassVar[tuple[str, ...]] = ("adding",)
     name: str = setting("adding", "data set")
@@ -188,6 +189,9 @@ class AddingData:
     num_train: int = setting(20000, "training sequences")
     num_valid: int = setting(1000, "validation sequences")
     num_test: int = setting(10000, "test sequences")
+    fresh: bool = setting(
+        False, "train on newly drawn sequences every step (num_train sets the epoch's size)"
+    )
 
 
 DATASETS: dict[str, type] = {

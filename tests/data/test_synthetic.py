@@ -25,3 +25,18 @@ def test_adding_problem_targets_are_the_sum_of_the_two_marked_values():
     np.testing.assert_allclose((values * markers).sum(1), d["y"], rtol=1e-6)
     baseline = np.mean((d["y"] - 1.0) ** 2)
     assert 0.1 < baseline < 0.25
+
+
+def test_adding_batch_on_device_draws_the_same_task_and_a_new_batch_per_key():
+    import jax
+
+    a = synthetic.adding_batch(jax.random.PRNGKey(0), 2000, 30)
+    values, markers = np.asarray(a["x"][..., 0]), np.asarray(a["x"][..., 1])
+    assert a["x"].shape == (2000, 30, 2) and a["y"].shape == (2000,)
+    assert np.all(markers.sum(1) == 2) and np.all(markers[:, :15].sum(1) == 1)
+    np.testing.assert_allclose((values * markers).sum(1), a["y"], rtol=1e-6)
+    # both halves' positions are uniform: every position of each half is marked
+    assert np.all(markers.sum(0) > 0)
+    assert 0.15 < float(np.mean((np.asarray(a["y"]) - 1.0) ** 2)) < 0.19
+    b = synthetic.adding_batch(jax.random.PRNGKey(1), 2000, 30)
+    assert not np.array_equal(np.asarray(a["x"]), np.asarray(b["x"]))

@@ -139,3 +139,31 @@ def test_shipped_lm_configs_validate():
         if path.exists():
             cfg = config_lib.load_config(path)
             assert dataclasses.is_dataclass(cfg.model)
+
+
+def test_adding_with_fresh_data_trains_on_a_new_batch_every_step(tmp_path):
+    """data.fresh: the step's batch is replaced by newly drawn sequences of the same size (so no
+    sequence is seen twice), with input noise still applied on top when asked for."""
+    from lecturenn.experiments.tasks import adding
+
+    path = tmp_path / "adding.toml"
+    path.write_text(
+        '[data]\nname = "adding"\nlength = 12\nnum_train = 64\nnum_valid = 8\nnum_test = 8\n'
+        'fresh = true\n[model]\nkind = "sequence_regressor"\ncell = "irnn"\nhidden_dim = 8\n'
+        '[train]\nepochs = 1\nbatch_size = 16\nmonitor = "mse"\n'
+    )
+    setup = adding.build(config_lib.load_config(path))
+    batch = jax.tree_util.tree_map(lambda a: a[:16], setup.train)
+    one = setup.augment(jax.random.PRNGKey(0), batch)
+    two = setup.augment(jax.random.PRNGKey(1), batch)
+    assert one["x"].shape == batch["x"].shape and one["y"].shape == batch["y"].shape
+    assert not np.array_equal(np.asarray(one["x"]), np.asarray(batch["x"]))
+    assert not np.array_equal(np.asarray(one["x"]), np.asarray(two["x"]))
+    np.testing.assert_allclose(
+        np.sum(np.asarray(one["x"]).prod(-1), 1), np.asarray(one["y"]), rtol=1e-6
+    )
+    noisy = adding.build(config_lib.load_config(path, ["train.input_noise=0.1"]))
+    assert not np.array_equal(
+        np.asarray(noisy.augment(jax.random.PRNGKey(0), batch)["x"]), np.asarray(one["x"])
+    )
+    assert adding.build(config_lib.load_config(path, ["data.fresh=false"])).augment is None

@@ -242,3 +242,8 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path):
     last = err.strip().splitlines()[-1]
     assert "Traceback" not in err and "interrupted" in last and f"--resume {out}" in last
     assert "run.partial" in last and not out.exists()
+    # the first Ctrl-C lets the epoch finish and keeps its checkpoint before stopping
+    assert "stopping after this epoch" in err
+    epochs = (tmp_path / "run.partial" / "metrics.jsonl").read_text().splitlines()
+    kept = (tmp_path / "run.partial" / "checkpoints" / "latest").read_text().strip()
+    assert kept == f"step_{len(epochs):08d}"
