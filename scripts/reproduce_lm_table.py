@@ -25,6 +25,7 @@ from results_common import (
     main,
     mean_sd,
     minutes,
+    notes,
     record,
     seeded,
 )
@@ -121,9 +122,10 @@ def ptb_section() -> list[str]:
             cells = ", ".join(
                 f"{r['val_perplexity']:.1f} ({r['seconds']:.0f})" for r in rec["metrics"]
             )
+            note = f" ({rec['note']})" if "note" in rec else ""
             out.append(
                 f"- {run.name}: {cells}; best epoch {rec['summary']['best_epoch']}, "
-                f"load at end {load_at_end(rec)}"
+                f"load at end {load_at_end(rec)}{note}"
             )
     return out
 
@@ -197,9 +199,8 @@ def medium_section() -> list[str]:
         "## LSTM medium (a GPU config)",
         "",
         f"`lecturenn run configs/{MEDIUM[0]}.toml --out runs/lm/{MEDIUM[0]}`: 2×650 units, "
-        "dropout 0.5, 35 steps, 39 epochs. No GPU was available for this page; on a 2-core CPU "
-        "one training step of this network takes about 20 times the PTB-small step (see "
-        "`benchmarks/results/lm.json`), so days rather than hours.",
+        "dropout 0.5, 35 steps, 39 epochs. Not run yet: it needs a GPU (see the notes below "
+        "for its speed on a CPU).",
     ]
 
 
@@ -227,7 +228,14 @@ def build() -> str:
         f"(about 2 on this 2-core machine when it did). Machine: {machine_of(records) or '—'}.",
         "",
     ]
-    sections = [ptb_section(), medium_section(), char_section(), adding_section(), bench_section()]
+    sections = [
+        ptb_section(),
+        medium_section(),
+        char_section(),
+        adding_section(),
+        bench_section(),
+        notes("lm"),
+    ]
     return "\n".join(header + [line for s in sections for line in [*s, ""]])
 
 

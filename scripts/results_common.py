@@ -110,6 +110,13 @@ def train_missing(runs: list[Run], only: list[str], extras=None) -> None:
         keep_record(run, extras(run) if extras else None)
 
 
+def notes(page: str) -> list[str]:
+    """The page's hand-written part, docs/results/notes/<page>.md (what was tried, runs from
+    before the records), appended after the tables made from the records."""
+    path = ROOT / "docs" / "results" / "notes" / f"{page}.md"
+    return path.read_text().rstrip("\n").splitlines() if path.exists() else []
+
+
 def mean_sd(values: list[float], digits: int = 2) -> str:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
