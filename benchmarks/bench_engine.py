@@ -48,6 +48,7 @@ from lecturenn.train import loop, parallel, trials
 from lecturenn.train.step import make_step
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
 NUM_TRIALS = 16
 CASES = {
     "mlp_digits": ("quickstart_digits", ["train.batch_size=32"]),
@@ -300,6 +301,18 @@ def eight_vs_one(repeats: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def progress_section(repeats: int) -> dict:
+    d = {}
+    for name in ("mlp_digits", "lstm_ptb_small"):
+        d[name] = with_and_without_progress(name, repeats)
+        goal = "goal <= 1.03x" if d[name]["goal_max_ratio"] else "report only"
+        print(
+            f"(d) {name}: scan epoch with progress {d[name]['progress_over_plain_time']:.3f}x "
+            f"the time without ({goal})"
+        )
+    return d
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -312,9 +325,13 @@ def main() -> None:
         print(json.dumps(devices_child(args.repeats)))
         return
     load_before = os.getloadavg()
-    if args.progress_only:
-        for name in ("mlp_digits", "lstm_ptb_small"):
-            print(name, json.dumps(with_and_without_progress(name, args.repeats)))
+    if args.progress_only:  # re-measure (d) alone, replacing it in an existing engine.json
+        d = progress_section(args.repeats)
+        path = RESULTS / "engine.json"
+        results = json.loads(path.read_text()) if path.exists() else {"machine": machine()}
+        load = {"before": load_before, "after": os.getloadavg()}
+        results["scan_epoch_with_progress_vs_without"] = {**d, "load_average_1_5_15_min": load}
+        print(f"-> {write_json('engine', results)}")
         return
     a = loop_vs_scan(args.repeats)
     print(
@@ -337,14 +354,7 @@ def main() -> None:
         f"(c) 8 emulated devices {c['eight_devices_steps_per_s']:.0f} steps/s vs 1 device "
         f"{c['one_device_steps_per_s']:.0f} steps/s: {c['eight_over_one']:.2f}x (report only)"
     )
-    d = {}
-    for name in ("mlp_digits", "lstm_ptb_small"):
-        d[name] = with_and_without_progress(name, args.repeats)
-        goal = "goal <= 1.03x" if d[name]["goal_max_ratio"] else "report only"
-        print(
-            f"(d) {name}: scan epoch with progress {d[name]['progress_over_plain_time']:.3f}x "
-            f"the time without ({goal})"
-        )
+    d = progress_section(args.repeats)
     path = write_json(
         "engine",
         {

@@ -40,7 +40,7 @@ import numpy as np
 from lecturenn.errors import UserError
 
 DRIVERS = ("scan", "loop")
-PROGRESS_TICKS = 50  # progress callbacks per epoch, at most
+PROGRESS_TICKS = 20  # progress callbacks per epoch, at most
 
 Step = Callable[..., tuple]  # (params, state, opt_state, batch, key) -> (p, s, o, loss, aux)
 
