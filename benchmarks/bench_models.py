@@ -1,8 +1,7 @@
 """Training speed of every lecture model against the same network in PyTorch, step and epoch.
 
     python benchmarks/bench_models.py [--rounds 3] [--only lstm_ptb_small cnn_fashion]
-    # writes benchmarks/results/models.json (and the ner, lm and cnn rows into ner.json,
-    # lm.json, cnn.json)
+    # writes benchmarks/results/models.json; with --only, replaces those models' rows in it
 
 Each model is the committed config's network at its real sizes (vocabulary, hidden units,
 batch), fed random batches of the right shapes:
@@ -57,11 +56,6 @@ MODELS = {
     "lstm_ptb_small": ("ptb_lstm_small", {"vocab_size": 10_000}),
     "char_lstm": ("char_shakespeare", {"vocab_size": 65}),
     "cnn_fashion": ("cnn_fashion", {"input_shape": (28, 28, 1), "num_classes": 10}),
-}
-GROUPS = {
-    "ner": ["window_tagger"],
-    "lm": ["nplm", "rnn_lm", "lstm_ptb_small", "char_lstm"],
-    "cnn": ["cnn_fashion"],
 }
 SENTENCES, LENGTH = 16, 32
 
@@ -307,7 +301,9 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = {}
     for name in args.only:
+        before = os.getloadavg()
         rows[name] = measure(name, args.rounds, args.number)
+        rows[name]["load_average_1_5_15_min"] = {"before": before, "after": os.getloadavg()}
         r = rows[name]
         text = f"{name:15s} manual/autodiff time {r['manual_over_autodiff_time'][0]:.2f}"
         if "step_speedup_over_pytorch" in r:
@@ -317,6 +313,8 @@ def main() -> None:
                 f"{r['epoch_speedup_over_pytorch'][0]:.2f}x {r['epoch_speedup_over_pytorch'][1:]}"
             )
         print(text, flush=True)
+    path = Path(__file__).parent / "results" / "models.json"
+    kept = json.loads(path.read_text())["models"] if path.exists() else {}
     head = {
         "benchmark": "model_training_speed",
         "machine": machine(),
@@ -324,11 +322,8 @@ def main() -> None:
         "rounds": args.rounds,
         "goals": {"speedup_over_pytorch_min": 1.5, "manual_over_autodiff_time_max": 1.0},
     }
-    write_json("models", {**head, "models": rows})
-    for group, names in GROUPS.items():
-        chosen = {n: rows[n] for n in names if n in rows}
-        if chosen:
-            print(write_json(group, {**head, "models": chosen}))
+    # models not measured this time keep their rows, each with the load it was measured under
+    print(write_json("models", {**head, "models": {**kept, **rows}}))
 
 
 if __name__ == "__main__":

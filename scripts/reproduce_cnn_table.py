@@ -15,7 +15,17 @@ from __future__ import annotations
 import json
 import sys
 
-from results_common import ROOT, load_at_end, machine_of, main, mean_sd, minutes, record, seeded
+from results_common import (
+    ROOT,
+    load_at_end,
+    machine_of,
+    main,
+    mean_sd,
+    minutes,
+    record,
+    seed_records,
+    seeded,
+)
 
 PAGE = ROOT / "docs" / "results" / "cnn.md"
 IMAGE = PAGE.parent / "cnn_fashion_confusion.png"
@@ -34,12 +44,7 @@ PUBLISHED = [
 
 
 def records_of(config: str) -> list[tuple[int, dict]]:
-    found = []
-    for run in seeded("cnn", config, config, SEEDS):
-        rec = record(run)
-        if rec is not None:
-            found.append((int(run.name.rsplit("_s", 1)[1]), rec))
-    return found
+    return seed_records("cnn", config, SEEDS)
 
 
 def pct(values: list[float]) -> str:

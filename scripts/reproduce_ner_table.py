@@ -16,7 +16,17 @@ from __future__ import annotations
 import json
 import statistics
 
-from results_common import ROOT, load_at_end, machine_of, main, mean_sd, minutes, record, seeded
+from results_common import (
+    ROOT,
+    load_at_end,
+    machine_of,
+    main,
+    mean_sd,
+    minutes,
+    record,
+    seed_records,
+    seeded,
+)
 
 PAGE = ROOT / "docs" / "results" / "ner.md"
 SEEDS = (0, 1, 2)
@@ -40,12 +50,7 @@ RUNS = [run for config, *_ in ROWS for run in seeded("ner", config, config, SEED
 
 
 def rows_of(config: str) -> list[tuple[int, dict]]:
-    found = []
-    for run in seeded("ner", config, config, SEEDS):
-        rec = record(run)
-        if rec is not None:
-            found.append((int(run.name.rsplit("_s", 1)[1]), rec))
-    return found
+    return seed_records("ner", config, SEEDS)
 
 
 def results_table() -> list[str]:

@@ -54,6 +54,16 @@ def seeded(page: str, name: str, config: str, seeds, overrides=()) -> list[Run]:
     ]
 
 
+def seed_records(page: str, config: str, seeds) -> list[tuple[int, dict]]:
+    """(seed, record) of each seed of a config's runs that has a record."""
+    found = []
+    for seed, run in zip(seeds, seeded(page, config, config, seeds), strict=True):
+        rec = record(run)
+        if rec is not None:
+            found.append((seed, rec))
+    return found
+
+
 EXTRA_FILES = ("confusion_test.json",)  # small outputs a page may show, kept when present
 
 
