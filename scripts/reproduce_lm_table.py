@@ -171,10 +171,12 @@ def adding_section() -> list[str]:
     out = [
         "## Adding problem (Le, Jaitly & Hinton 2015): test MSE; predicting 1 always gives 0.167",
         "",
-        "Each cell: test MSE (training time to the end of the run). `configs/adding_problem.toml`, "
+        "Each cell: test MSE (training time to the end of the run, and the 1-minute load average "
+        "when it finished). `configs/adding_problem.toml`, "
         "its header gives the recipe (fresh sequences every step, batch 16, Adam, clipping at 1); "
         "each cell is `--set model.cell=... --set data.length=...` of it. Le et al. (2015, Fig. 2) "
-        "solve T = 400 with both the IRNN and the LSTM; the tanh RNN stays at the baseline.",
+        "solve T = 400 with both the IRNN and the LSTM; here too, while the tanh RNN, which learns "
+        "T = 100, stays at the baseline from T = 200 on.",
         "",
         "| T | " + " | ".join(ADDING_CELLS) + " |",
         "|---|" + "---|" * len(ADDING_CELLS),
@@ -186,8 +188,9 @@ def adding_section() -> list[str]:
             if rec is None:
                 cells.append("not run")
             else:
-                s = rec["summary"]
-                cells.append(f"{s['test_mse']:.4f} ({minutes(s['train_seconds'])})")
+                s, load = rec["summary"], load_at_end(rec).split(" / ")[0]
+                mse = f"{s['test_mse']:.4f}" if s["test_mse"] >= 1e-3 else f"{s['test_mse']:.1e}"
+                cells.append(f"{mse} ({minutes(s['train_seconds'])}, load {load})")
         out.append(f"| {length} | " + " | ".join(cells) + " |")
     out += ["", "Commands:", ""]
     out += [f"- `{run.command()}`" for run in adding_runs()]
@@ -211,8 +214,9 @@ def bench_section() -> list[str]:
     return [
         "## Speed",
         "",
-        "The training-step speed of these models against PyTorch is in "
-        "`benchmarks/results/lm.json` and on the performance page.",
+        "The training-step speed of these models against PyTorch: `python "
+        "benchmarks/bench_lm.py`, written to `benchmarks/results/lm.json` with the machine and "
+        "load it was measured under.",
     ]
 
 

@@ -138,11 +138,17 @@ def mean_sd(values: list[float], digits: int = 2) -> str:
 
 def machine_of(records: list[dict]) -> str:
     """The machines the records' runs trained on, from their provenance."""
-    kinds = set()
+    kinds, unrecorded = set(), 0
     for r in records:
-        prov = r["summary"].get("provenance", {})
+        prov = r["summary"].get("provenance")
+        if not prov:
+            unrecorded += 1
+            continue
         kinds.add(prov.get("cpu") or f"{prov.get('backend', '?')}/{prov.get('device_kind', '?')}")
-    return ", ".join(sorted(kinds))
+    text = ", ".join(sorted(kinds))
+    if unrecorded:
+        text += f"{'; ' if text else ''}{unrecorded} earlier run(s) recorded no machine"
+    return text
 
 
 def load_at_end(rec: dict) -> str:
