@@ -135,3 +135,18 @@ def test_results_pages_without_records_name_the_commands_to_run(results_root, sc
     text = module.build(write_image=False) if script.endswith("cnn_table") else module.build()
     assert "not run" in text.lower()
     assert module.RUNS[0].command() in text
+
+
+def test_the_committed_lm_page_is_what_its_committed_records_make():
+    """docs/results/lm.md is rebuilt from docs/results/records/lm/ alone and compared."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "reproduce_lm_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "unchanged" in done.stdout
