@@ -23,6 +23,7 @@ from results_common import (
     main,
     mean_sd,
     minutes,
+    notes,
     record,
     seed_records,
     seeded,
@@ -200,6 +201,8 @@ def build() -> str:
         "## Notes",
         "",
         NOTES.strip(),
+        "",
+        *notes("ner"),
         "",
     ]
     return "\n".join(page)

@@ -137,13 +137,14 @@ def test_results_pages_without_records_name_the_commands_to_run(results_root, sc
     assert module.RUNS[0].command() in text
 
 
-def test_the_committed_lm_page_is_what_its_committed_records_make():
-    """docs/results/lm.md is rebuilt from docs/results/records/lm/ alone and compared."""
+@pytest.mark.parametrize("script", ["reproduce_lm_table.py", "reproduce_ner_table.py"])
+def test_a_committed_page_is_what_its_committed_records_make(script):
+    """The page is rebuilt from docs/results/records/<page>/ alone and compared (--check)."""
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "reproduce_lm_table.py"), "--check"],
+        [sys.executable, str(SCRIPTS / script), "--check"],
         capture_output=True,
         text=True,
         timeout=300,
