@@ -6,11 +6,12 @@
   loss, validation figure, speed and ETA, and in a long epoch a line every
   ``LECTURENN_PROGRESS_SECONDS`` seconds (30 by default) with the steps done and the ETA.
 
-The steps are reported from inside the compiled epoch (train/epochs.py, ``progress``), about
-50 times an epoch. Each report is a host callback (about 0.5 ms on a 2-core CPU, plus a few ms an
-epoch for the callbacks' structure), which is nothing beside a long epoch but a multiple of a
-short one; so ``in_epoch()`` asks for reports only while epochs last long enough to show them:
-``BAR_SECONDS`` on a terminal, ``LECTURENN_PROGRESS_SECONDS`` elsewhere. The runner then trains
+The steps are reported from inside the compiled epoch (train/epochs.py, ``progress``), at
+most ``PROGRESS_TICKS`` (20) times an epoch. Each report is a host callback (about 0.5 ms on a
+2-core CPU, plus a few ms an epoch for the callbacks' structure), which is nothing beside a long
+epoch but a multiple of a short one; so ``in_epoch()`` asks for reports only while epochs last
+long enough to show them: ``BAR_SECONDS`` on a terminal, ``LECTURENN_PROGRESS_SECONDS``
+elsewhere. The runner then trains
 the remaining epochs with the program compiled without callbacks, which computes the same
 numbers bit for bit (tests/experiments/test_progress.py).
 """
