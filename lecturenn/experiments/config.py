@@ -233,14 +233,20 @@ def from_dict(cls, raw: dict, source: str = "<config>", prefix: str = ""):
 
 
 def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, table by table. A table that names another ``kind`` than the
+    base's (a schedule, a model) replaces it whole: one kind's options mean nothing to another."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = (
-            _merge(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
+        below = out.get(key)
+        if isinstance(value, dict) and isinstance(below, dict) and not _other_kind(below, value):
+            out[key] = _merge(below, value)
+        else:
+            out[key] = value
     return out
+
+
+def _other_kind(below: dict, value: dict) -> bool:
+    return "kind" in below and "kind" in value and below["kind"] != value["kind"]
 
 
 def read_toml(path: Path, _seen: tuple = ()) -> dict:

@@ -79,6 +79,25 @@ def test_extends_merges_base_and_detects_cycles(tmp_path):
         config_lib.load_config(tmp_path / "x.toml")
 
 
+def test_extends_replaces_a_table_of_another_kind_whole(tmp_path):
+    schedule = 'schedule = { kind = "step_decay", step_size = 100, factor = 0.5 }\n'
+    write(tmp_path, "base.toml", MLP + DIGITS + "[optim]\nlearning_rate = 0.1\n" + schedule)
+    child = write(
+        tmp_path,
+        "child.toml",
+        'extends = "base.toml"\n[optim]\nschedule = { kind = "exponential", k = 0.01 }\n',
+    )
+    cfg = config_lib.load_config(child)
+    assert cfg.optim.schedule == {"kind": "exponential", "k": 0.01}
+    assert cfg.optim.learning_rate == 0.1  # tables without a kind still merge key by key
+    same = write(tmp_path, "same.toml", 'extends = "base.toml"\n[optim.schedule]\nfactor = 0.1\n')
+    assert config_lib.load_config(same).optim.schedule == {
+        "kind": "step_decay",
+        "step_size": 100,
+        "factor": 0.1,
+    }
+
+
 def test_bad_toml_and_missing_file(tmp_path):
     with pytest.raises(UserError, match="invalid TOML"):
         config_lib.load_config(write(tmp_path, "a.toml", "[model\n"))
