@@ -34,7 +34,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import block, machine, write_json
+from timing import block, each_with_load, machine, write_json
 
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import schemas
@@ -292,6 +292,17 @@ def measure(name: str, rounds: int, number: int) -> dict:
     return row
 
 
+def summary_line(name: str, r: dict) -> str:
+    text = f"{name:15s} manual/autodiff time {r['manual_over_autodiff_time'][0]:.2f}"
+    if "step_speedup_over_pytorch" in r:
+        text += (
+            f", over PyTorch: step {r['step_speedup_over_pytorch'][0]:.2f}x "
+            f"{r['step_speedup_over_pytorch'][1:]}, epoch "
+            f"{r['epoch_speedup_over_pytorch'][0]:.2f}x {r['epoch_speedup_over_pytorch'][1:]}"
+        )
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -299,20 +310,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(MODELS))
     args = parser.parse_args()
     load_before = os.getloadavg()
-    rows = {}
-    for name in args.only:
-        before = os.getloadavg()
-        rows[name] = measure(name, args.rounds, args.number)
-        rows[name]["load_average_1_5_15_min"] = {"before": before, "after": os.getloadavg()}
-        r = rows[name]
-        text = f"{name:15s} manual/autodiff time {r['manual_over_autodiff_time'][0]:.2f}"
-        if "step_speedup_over_pytorch" in r:
-            text += (
-                f", over PyTorch: step {r['step_speedup_over_pytorch'][0]:.2f}x "
-                f"{r['step_speedup_over_pytorch'][1:]}, epoch "
-                f"{r['epoch_speedup_over_pytorch'][0]:.2f}x {r['epoch_speedup_over_pytorch'][1:]}"
-            )
-        print(text, flush=True)
+    rows = each_with_load(
+        args.only, lambda name: measure(name, args.rounds, args.number), summary_line
+    )
     path = Path(__file__).parent / "results" / "models.json"
     kept = json.loads(path.read_text())["models"] if path.exists() else {}
     head = {

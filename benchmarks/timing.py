@@ -59,3 +59,15 @@ def write_json(name: str, payload: dict) -> Path:
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(out)
     return out
+
+
+def each_with_load(names, measure, report) -> dict:
+    """{name: measure(name)} with the load average before and after each, ``report(name, row)``
+    printed as each one ends."""
+    rows = {}
+    for name in names:
+        before = os.getloadavg()
+        rows[name] = measure(name)
+        rows[name]["load_average_1_5_15_min"] = {"before": before, "after": os.getloadavg()}
+        print(report(name, rows[name]), flush=True)
+    return rows

@@ -22,6 +22,7 @@ from results_common import (
     main,
     mean_sd,
     minutes,
+    notes,
     record,
     seed_records,
     seeded,
@@ -222,6 +223,8 @@ def build(write_image: bool = True) -> str:
         "## Speed of the training step",
         "",
         *bench_lines(),
+        "",
+        *notes("cnn"),
         "",
     ]
     return "\n".join(text)

