@@ -30,7 +30,7 @@ from results_common import (
 
 PAGE = ROOT / "docs" / "results" / "cnn.md"
 IMAGE = PAGE.parent / "cnn_fashion_confusion.png"
-BENCH = ROOT / "benchmarks" / "results" / "cnn.json"
+BENCH = ROOT / "benchmarks" / "results" / "models.json"
 SEEDS = (0, 1, 2)
 CONFIGS = ("cnn_fashion", "cnn_digits")
 RUNS = [run for config in CONFIGS for run in seeded("cnn", config, config, SEEDS)]
@@ -52,6 +52,12 @@ def pct(values: list[float]) -> str:
     return mean_sd([100 * v for v in values])
 
 
+def train_time(seconds: list[float]) -> str:
+    if max(seconds) < 60:
+        return f"{mean_sd(seconds, 0)} s"
+    return f"{mean_sd([t / 60 for t in seconds], 1)} min"
+
+
 def results_table() -> list[str]:
     lines = [
         "| config | seeds | test accuracy | without test-time flips | train time | epochs |",
@@ -68,7 +74,7 @@ def results_table() -> list[str]:
             f"| {config} | {', '.join(str(seed) for seed, _ in found)} "
             f"| **{pct([r['test_accuracy'] for r in s])}** "
             f"| {pct(no_flip) if no_flip else '(no flips)'} "
-            f"| {mean_sd([r['train_seconds'] / 60 for r in s], 1)} min | {s[0]['epochs_run']} |"
+            f"| {train_time([r['train_seconds'] for r in s])} | {s[0]['epochs_run']} |"
         )
     return lines
 
@@ -160,24 +166,36 @@ def confusion(write_image: bool) -> list[str]:
 
 
 def bench_lines() -> list[str]:
-    if not BENCH.exists():
-        return ["Not measured yet: `python benchmarks/bench_models.py`."]
-    b = json.loads(BENCH.read_text())
-    if "step_images_per_second" not in b:
-        return ["See `benchmarks/results/cnn.json` (`python benchmarks/bench_models.py`)."]
-    load = b["machine"]["load_average_1_5_15min"]
-    step, epoch = b["step_images_per_second"], b["epoch_images_per_second"]
-    return [
-        f"`python benchmarks/bench_cnn.py` (batch {b['batch_size']}, epochs of "
-        f"{b['epoch_batches']} batches, load average {', '.join(f'{v:.1f}' for v in load)}):",
+    """The CNN's row of benchmarks/results/models.json (``python benchmarks/bench_models.py``)."""
+    models = json.loads(BENCH.read_text())["models"] if BENCH.exists() else {}
+    if "cnn_fashion" not in models:
+        return ["Not measured yet: `python benchmarks/bench_models.py --only cnn_fashion`."]
+    row = models["cnn_fashion"]
+    ms = {k: 1e3 * v[0] for k, v in row["seconds_median_min_max"].items()}
+    load = row["load_average_1_5_15_min"]["after"]
+    lines = [
+        f"`python benchmarks/bench_models.py` (batch {row['items_per_step']}, epochs of "
+        f"{row['epoch_batches']} random batches, {len(row['manual_over_autodiff_time'])} "
+        f"interleaved rounds, medians; load average {', '.join(f'{v:.1f}' for v in load)} "
+        "after):",
         "",
-        "| images / s | one step called from Python | one epoch as each trains |",
+        "| ms a step | one step called from Python | inside one epoch as each trains |",
         "|---|---|---|",
-        f"| lecturenn manual | {step['manual']:.0f} | {epoch['scan']:.0f} (lax.scan epoch), "
-        f"{epoch['loop']:.0f} (Python loop of jitted steps) |",
-        f"| lecturenn jax.grad | {step['autodiff']:.0f} | |",
-        f"| PyTorch | {step['pytorch']:.0f} | {epoch['pytorch']:.0f} (Python loop) |",
+        f"| lecturenn, hand-written backprop | {ms['manual']:.1f} | "
+        f"{ms['epoch'] / row['epoch_batches']:.1f} (one `lax.scan` an epoch) |",
+        f"| lecturenn, `jax.grad` | {ms['autodiff']:.1f} | |",
     ]
+    if "torch_step" in ms:
+        lines += [
+            f"| PyTorch {row['torch']} | {ms['torch_step']:.1f} | "
+            f"{ms['torch_epoch'] / row['epoch_batches']:.1f} (a Python loop) |",
+            "",
+            f"Speed over PyTorch: {row['epoch_speedup_over_pytorch'][0]:.2f}× for the epoch, "
+            f"{row['step_speedup_over_pytorch'][0]:.2f}× for a single step; hand-written / "
+            f"`jax.grad` time {row['manual_over_autodiff_time'][0]:.2f}. Why a step called "
+            "alone costs more than one inside the epoch: `docs/performance.md`.",
+        ]
+    return lines
 
 
 def build(write_image: bool = True) -> str:

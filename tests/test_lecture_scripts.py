@@ -137,7 +137,9 @@ def test_results_pages_without_records_name_the_commands_to_run(results_root, sc
     assert module.RUNS[0].command() in text
 
 
-@pytest.mark.parametrize("script", ["reproduce_lm_table.py", "reproduce_ner_table.py"])
+@pytest.mark.parametrize(
+    "script", ["reproduce_lm_table.py", "reproduce_ner_table.py", "reproduce_cnn_table.py"]
+)
 def test_a_committed_page_is_what_its_committed_records_make(script):
     """The page is rebuilt from docs/results/records/<page>/ alone and compared (--check)."""
     import subprocess
