@@ -12,7 +12,7 @@ on CPU with 2 threads. Two measurements for each framework:
 PyTorch runs in a child process started by this script, after the JAX timings: timed in the same
 process and interleaved with XLA's calls, its OpenMP threads and XLA's thread pool compete for
 the 2 cores and slow both sides (the first version of this benchmark did that).
-Goals (issue 7): manual ≤ 1.1× jax.grad time; lecturenn ≥ 1.0× PyTorch images/s.
+Goals: manual ≤ 1.1× jax.grad time; lecturenn ≥ 1.0× PyTorch images/s.
 """
 
 from __future__ import annotations

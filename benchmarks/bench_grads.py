@@ -2,7 +2,7 @@
 
     python benchmarks/bench_grads.py            # writes benchmarks/results/grads.json
 
-Goal (issue 3): manual / autodiff time ratio ≤ 1.10 for every shape.
+Goal: manual / autodiff time ratio ≤ 1.10 for every shape.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ PyTorch's CPU ``nn.LSTM`` of the same sizes (2 threads), one run, measured round
 
     python benchmarks/bench_lm.py               # writes benchmarks/results/lm.json
 
-Goals (issue 6): manual ≤ 1.1× jax.grad time; lecturenn ≥ 1.0× PyTorch tokens/s.
+Goals: manual ≤ 1.1× jax.grad time; lecturenn ≥ 1.0× PyTorch tokens/s.
 The machine's load average is recorded with the figures: on a shared CPU, compare the ratios.
 """
 

@@ -10,7 +10,7 @@ machine's cores) and with 1 (on a loaded machine two OpenMP threads can run far 
 one), dense embedding gradients (as ours) and torch.optim.Adam; its SLL is the same forward
 algorithm (a loop over positions of logsumexp) differentiated by autograd. The ratios compare
 lecturenn with the faster of the two PyTorch settings.
-Goal (issue 9): lecturenn ≥ 1.0× PyTorch.
+Goal: lecturenn ≥ 1.0× PyTorch.
 """
 
 from __future__ import annotations

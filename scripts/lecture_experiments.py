@@ -1,4 +1,4 @@
-"""The four lecture experiments of issue 4 (item 10), one config each in configs/lectures/ and
+"""The four lecture experiments, one config each in configs/lectures/ and
 one script each; this runs any of them, or all:
 
     saturation       8-layer sigmoid / tanh MLPs under N(0, 1), constant, tiny-normal and Glorot
