@@ -129,11 +129,16 @@ class Bench:
 
     def step(self, grads: str):
         step = make_step(self.model, self.optimizer, grads)
-        state = self.state
-        if self.kind == "streams":  # a carried recurrent state, as in training
-            state = jax.eval_shape(step, self.params, {}, self.opt_state, self.batch, self.key)[1]
-            state = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), state)
+        state = self.initial_state(step)
         return lambda: step(self.params, state, self.opt_state, self.batch, self.key)
+
+    def initial_state(self, step):
+        """The state a step starts from; for streams a carried recurrent state (zeros), as in
+        training."""
+        if self.kind != "streams":
+            return self.state
+        shapes = jax.eval_shape(step, self.params, {}, self.opt_state, self.batch, self.key)[1]
+        return jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
 
     def epoch(self):
         step = make_step(self.model, self.optimizer, "manual", jit=False)

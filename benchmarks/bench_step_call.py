@@ -60,7 +60,7 @@ class Calls:
     def __init__(self, bench: Bench, chained: bool, donate: bool, loop: bool = False):
         step = make_step(bench.model, bench.optimizer, "manual", jit=False)
         self.bench = bench
-        self.state = self._state(step)
+        self.state = bench.initial_state(step)
         if loop:
             step = as_loop_body(step)
         self.step = jax.jit(step, donate_argnums=(0, 2) if donate else ())
@@ -68,13 +68,6 @@ class Calls:
         copy = lambda t: jax.tree_util.tree_map(lambda a: a.copy(), t)  # noqa: E731
         self.params, self.opt_state = copy(bench.params), copy(bench.opt_state)
         self.out = None
-
-    def _state(self, step):
-        b = self.bench
-        if b.kind != "streams":
-            return b.state
-        shapes = jax.eval_shape(step, b.params, {}, b.opt_state, b.batch, b.key)[1]
-        return jax.tree_util.tree_map(lambda a: jax.numpy.zeros(a.shape, a.dtype), shapes)
 
     def __call__(self):
         b = self.bench

@@ -7,8 +7,7 @@ the same data), and says in its header what it changes and why it exists.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = sorted((ROOT / "configs" / "fast").glob("*.toml"))
 
 
-def _bench():
-    path = ROOT / "benchmarks" / "bench_time_to_target.py"
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_time_to_target", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("bench_time_to_target")
 
 
-def test_every_target_has_its_fast_config_and_every_fast_config_a_target():
-    targets = {t.config for t in _bench().TARGETS}
+def test_every_target_has_its_fast_config_and_every_fast_config_a_target(bench):
+    targets = {t.config for t in bench.TARGETS}
     assert targets == {p.stem for p in FAST}
 
 
