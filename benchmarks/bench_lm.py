@@ -1,11 +1,16 @@
-"""Tokens/s of the PTB-small LSTM training step (2×200 LSTM, vocab 10k, batch 20 × 20 steps, SGD
-with global-norm clipping): lecturenn's hand-written BPTT vs jax.grad of the same model vs
-PyTorch's CPU ``nn.LSTM`` of the same sizes (2 threads), one run, measured round-robin.
+"""The recurrent language models' training speed: hand-written BPTT vs ``jax.grad`` vs PyTorch,
+step and epoch, for the PTB-small, character and PTB-medium LSTMs.
 
-    python benchmarks/bench_lm.py               # writes benchmarks/results/lm.json
+    python benchmarks/bench_lm.py [--rounds 3]     # writes benchmarks/results/lm.json
 
-Goals: manual ≤ 1.1× jax.grad time; lecturenn ≥ 1.0× PyTorch tokens/s.
-The machine's load average is recorded with the figures: on a shared CPU, compare the ratios.
+Each model is measured as in bench_models.py (its ``measure``: the committed config's network at
+its real sizes on random batches; lecturenn and PyTorch 2.13 in a child process with the faster
+of 1 and 2 threads, interleaved by round; [median, min, max] over the rounds, ratios taken round
+by round; the load average before and after each model). Besides, per round, the process CPU
+seconds of the manual step (all threads: less sensitive to other jobs than wall time). The
+medium LSTM (configs/ptb_lstm_medium.toml, 2×650, 35 steps, dropout 0.5) adds an estimate of
+its 39 epochs on this CPU: windows per epoch × 39 × the median manual step.
+Goals: ≥ 1.5× PyTorch, step and epoch; manual ≤ 0.8× the time of ``jax.grad``.
 """
 
 from __future__ import annotations
@@ -14,79 +19,15 @@ import argparse
 import os
 import time
 
-import jax
-import numpy as np
-from timing import block, machine, time_calls, write_json
+from bench_models import Bench, measure
+from timing import block, each_with_load, machine, spread, write_json
 
-from lecturenn.models import rnn_lm
-from lecturenn.optim.build import build_optimizer
-from lecturenn.train.step import make_step
-
-VOCAB, EMBED, HIDDEN, LAYERS, BATCH, STEPS = 10_000, 200, 200, 2, 20, 20
-
-
-def jax_steps(
-    hidden: int = HIDDEN, steps: int = STEPS, dropout: float = 0.0, grads=("manual", "autodiff")
-) -> dict:
-    cfg = rnn_lm.RNNLMConfig(
-        vocab_size=VOCAB, embed_dim=hidden, hidden_dim=hidden, num_layers=LAYERS, dropout=dropout
-    )
-    model = rnn_lm.make(cfg)
-    params, _ = model.init(jax.random.PRNGKey(0))
-    optimizer = build_optimizer("sgd", 1.0, clip_global_norm=5.0)
-    opt_state = optimizer.init(params)
-    ids = np.random.default_rng(0).integers(0, VOCAB, (BATCH, steps + 1))
-    batch = {"x": jax.numpy.asarray(ids[:, :-1]), "y": jax.numpy.asarray(ids[:, 1:])}
-    state = rnn_lm.zero_state(cfg, BATCH)
-    key = jax.random.PRNGKey(1)
-    calls = {}
-    for g in grads:
-        step = make_step(model, optimizer, g)
-        calls[f"lecturenn_{g}"] = lambda s=step: s(params, state, opt_state, batch, key)
-    return calls
-
-
-def torch_step():
-    """Zaremba's small model in PyTorch: loss = Σ_t mean_b CE, SGD lr 1, clip norm 5."""
-    import torch
-
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-
-    class LM(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = torch.nn.Embedding(VOCAB, EMBED)
-            self.lstm = torch.nn.LSTM(EMBED, HIDDEN, LAYERS)
-            self.out = torch.nn.Linear(HIDDEN, VOCAB)
-
-        def forward(self, ids, state):
-            hs, state = self.lstm(self.embed(ids), state)
-            return self.out(hs.reshape(-1, HIDDEN)), state
-
-    model = LM()
-    for p in model.parameters():
-        torch.nn.init.uniform_(p, -0.1, 0.1)
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    ids = torch.from_numpy(np.random.default_rng(0).integers(0, VOCAB, (STEPS + 1, BATCH)))
-    x, y = ids[:-1], ids[1:].reshape(-1)
-    zeros = torch.zeros(LAYERS, BATCH, HIDDEN)
-    state = (zeros, zeros)
-
-    def step():
-        logits, _ = model(x, state)
-        loss = torch.nn.functional.cross_entropy(logits, y) * STEPS
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        return loss.item()
-
-    return step, torch.__version__
+MODELS = ("lstm_ptb_small", "char_lstm", "lstm_ptb_medium")
+PTB_TRAIN_TOKENS = 929_589  # ptb.train.txt with one <eos> per line
 
 
 def cpu_seconds(fn, number: int) -> float:
-    """Process CPU seconds per call (all threads): less sensitive to other jobs than wall time."""
+    """Process CPU seconds per call, all threads."""
     block(fn())
     start = time.process_time()
     for _ in range(number):
@@ -95,77 +36,53 @@ def cpu_seconds(fn, number: int) -> float:
     return (time.process_time() - start) / number
 
 
+def lm_row(name: str, rounds: int, number: int) -> dict:
+    row = measure(name, rounds, number)
+    bench = Bench(name)
+    step = bench.step("manual")
+    row["manual_cpu_seconds_median_min_max"] = spread(
+        [cpu_seconds(step, number) for _ in range(rounds)]
+    )
+    if name == "lstm_ptb_medium":
+        cfg = bench.cfg
+        windows = (PTB_TRAIN_TOKENS // cfg.train.batch_size - 1) // cfg.data.num_steps
+        manual = row["seconds_median_min_max"]["manual"][0]
+        row["estimated_hours_of_all_epochs"] = cfg.train.epochs * windows * manual / 3600
+    return row
+
+
+def report(name: str, r: dict) -> str:
+    text = f"{name:15s} manual/autodiff time {r['manual_over_autodiff_time'][0]:.2f}"
+    if "step_speedup_over_pytorch" in r:
+        text += (
+            f", over PyTorch: step {r['step_speedup_over_pytorch'][0]:.2f}x, "
+            f"epoch {r['epoch_speedup_over_pytorch'][0]:.2f}x"
+        )
+    if "estimated_hours_of_all_epochs" in r:
+        text += f", all epochs ≈ {r['estimated_hours_of_all_epochs']:.1f} h"
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--number", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--number", type=int, default=5, help="steps per timed call")
+    parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     args = parser.parse_args()
-    calls = jax_steps()
-    torch_version = None
-    try:
-        calls["pytorch"], torch_version = torch_step()
-    except ImportError:
-        print("torch is not installed: timing lecturenn only")
     load_before = os.getloadavg()
-    seconds = time_calls(calls, repeats=args.repeats, number=args.number)
-    cpu = {name: cpu_seconds(fn, args.number) for name, fn in calls.items()}
-    load_after = os.getloadavg()
-    tokens = BATCH * STEPS
-    rows = {
-        name: {
-            "ms_per_step": 1e3 * s,
-            "tokens_per_s": tokens / s,
-            "cpu_ms_per_step": 1e3 * cpu[name],
-        }
-        for name, s in seconds.items()
-    }
-    # Zaremba medium (2×650, 35 steps, dropout 0.5): the step time behind its run-time estimate
-    medium_calls = jax_steps(hidden=650, steps=35, dropout=0.5, grads=("manual",))
-    medium = time_calls(medium_calls, repeats=max(args.repeats // 2, 1), number=3)
-    medium_s = medium["lecturenn_manual"]
-    windows = (929_589 // BATCH - 1) // 35  # PTB train tokens -> windows of 20 × 35
-    rows["medium_2x650_T35_manual"] = {
-        "ms_per_step": 1e3 * medium_s,
-        "tokens_per_s": BATCH * 35 / medium_s,
-        "cpu_ms_per_step": 1e3 * cpu_seconds(medium_calls["lecturenn_manual"], 3),
-        "estimated_39_epochs_hours": 39 * windows * medium_s / 3600,
-    }
-    for name, row in rows.items():
-        print(
-            f"{name:24s} {row['ms_per_step']:8.1f} ms/step {row['tokens_per_s']:8.0f} tokens/s "
-            f"{row['cpu_ms_per_step']:8.1f} CPU ms/step"
-        )
-    ratios = {
-        "manual_over_autodiff_time": seconds["lecturenn_manual"] / seconds["lecturenn_autodiff"]
-    }
-    if "pytorch" in seconds:
-        ratios["manual_over_pytorch_tokens_per_s"] = (
-            seconds["pytorch"] / seconds["lecturenn_manual"]
-        )
-        ratios["autodiff_over_pytorch_tokens_per_s"] = (
-            seconds["pytorch"] / seconds["lecturenn_autodiff"]
-        )
-    print(ratios)
+    rows = each_with_load(args.only, lambda n: lm_row(n, args.rounds, args.number), report)
     path = write_json(
         "lm",
         {
-            "benchmark": "ptb_small_lstm_training_step",
-            "shape": {
-                "vocab": VOCAB,
-                "embed": EMBED,
-                "hidden": HIDDEN,
-                "layers": LAYERS,
-                "batch": BATCH,
-                "steps": STEPS,
-            },
-            "machine": {**machine(), "torch": torch_version, "torch_threads": 2},
-            "load_average_1_5_15min": {"before": load_before, "after": load_after},
-            "goals": {"manual_over_autodiff_time_max": 1.1, "manual_over_pytorch_min": 1.0},
-            "results": rows,
-            "ratios": ratios,
+            "benchmark": "recurrent_lm_training_speed",
+            "machine": machine(),
+            "load_average_1_5_15_min": {"before": load_before, "after": os.getloadavg()},
+            "rounds": args.rounds,
+            "goals": {"speedup_over_pytorch_min": 1.5, "manual_over_autodiff_time_max": 0.8},
+            "models": rows,
         },
     )
-    print(f"-> {path}")
+    print(path)
 
 
 if __name__ == "__main__":

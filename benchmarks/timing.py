@@ -20,10 +20,10 @@ def block(tree):
     )
 
 
-def time_calls(fns: dict, *, repeats: int = 7, number: int = 20, spread: bool = False):
-    """Median seconds per call of each zero-argument fn, measured round-robin so that the
-    candidates share the machine's state (thermal, other load) fairly. With ``spread``, also
-    {name: [median, min, max]} over the rounds, so a ratio can be told from noise."""
+def time_rounds(fns: dict, *, repeats: int = 7, number: int = 20) -> dict[str, list[float]]:
+    """{name: [seconds per call in each round]} of each zero-argument fn (compiled first),
+    measured round-robin so that the candidates share the machine's state (thermal, other
+    load) fairly, and a ratio can be taken round by round."""
     for fn in fns.values():
         block(fn())
     samples = {name: [] for name in fns}
@@ -34,6 +34,23 @@ def time_calls(fns: dict, *, repeats: int = 7, number: int = 20, spread: bool = 
                 out = fn()
             block(out)
             samples[name].append((time.perf_counter() - start) / number)
+    return samples
+
+
+def spread(values: list[float]) -> list[float]:
+    """[median, min, max]."""
+    return [statistics.median(values), min(values), max(values)]
+
+
+def ratio_spread(numerator: list[float], denominator: list[float]) -> list[float]:
+    """[median, min, max] over the rounds of numerator / denominator, round by round."""
+    return spread([n / d for n, d in zip(numerator, denominator, strict=True)])
+
+
+def time_calls(fns: dict, *, repeats: int = 7, number: int = 20, spread: bool = False):
+    """Median seconds per call of each fn (:func:`time_rounds`). With ``spread``, also
+    {name: [median, min, max]} over the rounds, so a ratio can be told from noise."""
+    samples = time_rounds(fns, repeats=repeats, number=number)
     medians = {name: statistics.median(s) for name, s in samples.items()}
     if not spread:
         return medians

@@ -42,6 +42,7 @@ from lecturenn.nn import recurrent as rec
 KIND = "rnn_lm"
 CELLS = ("lstm", "tanh", "relu", "irnn")
 REDUCTIONS = ("sum_steps", "mean")
+OUTPUT_BIASES = ("zero", "uniform")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,14 @@ class RNNLMConfig:
         "(init = uniform) the recurrent weights",
     )
     forget_bias: float = setting(0.0, "added to the LSTM forget-gate bias")
+    recurrent_bias: bool = setting(
+        False,
+        "lstm: a second gate bias b_h on the recurrent side, drawn like b (Zaremba's Torch LSTM "
+        "and torch.nn.LSTM: bias_ih and bias_hh)",
+    )
+    output_bias: str = setting(
+        "zero", "zero, or uniform: U[±init_scale] like every parameter of Zaremba's Torch code"
+    )
     tie_weights: bool = setting(False, "output matrix = embeddingᵀ (needs embed_dim = hidden_dim)")
     loss_reduction: str = setting(
         "sum_steps", "sum_steps (Zaremba: CE summed over the window's steps) or mean"
@@ -78,6 +87,15 @@ class RNNLMConfig:
             raise UserError(
                 f"model.loss_reduction must be one of {', '.join(REDUCTIONS)}, "
                 f"got {self.loss_reduction!r}"
+            )
+        if self.output_bias not in OUTPUT_BIASES:
+            raise UserError(
+                f"model.output_bias must be one of {', '.join(OUTPUT_BIASES)}, "
+                f"got {self.output_bias!r}"
+            )
+        if self.recurrent_bias and self.cell != "lstm":
+            raise UserError(
+                f"model.recurrent_bias is an LSTM setting; cell {self.cell!r} has one bias"
             )
         check_rate(self, "dropout")
         check_positive(self, "embed_dim", "hidden_dim", "num_layers")
@@ -102,7 +120,8 @@ def zero_state(cfg: RNNLMConfig, batch_size: int, dtype=None) -> dict:
 
 
 def init(cfg: RNNLMConfig, key: jax.Array) -> tuple[dict, dict]:
-    """Embedding and output ~ U[±init_scale] (Zaremba), output bias 0; cells by recurrent.py."""
+    """Embedding and output ~ U[±init_scale] (Zaremba), the output bias 0 or (``output_bias =
+    "uniform"``) U[±init_scale] as well; cells by recurrent.py."""
     dtype = jnp.dtype(cfg.dtype)
     key_e, key_u, *keys = jax.random.split(key, cfg.num_layers + 2)
     s = cfg.init_scale
@@ -119,6 +138,7 @@ def init(cfg: RNNLMConfig, key: jax.Array) -> tuple[dict, dict]:
                 init=cfg.init,
                 scale=s,
                 forget_bias=cfg.forget_bias,
+                recurrent_bias=cfg.recurrent_bias,
                 dtype=dtype,
             )
         elif cfg.cell == "irnn":
@@ -131,7 +151,10 @@ def init(cfg: RNNLMConfig, key: jax.Array) -> tuple[dict, dict]:
             cell = rec.rnn_init(k, input_dim, cfg.hidden_dim, w_x=chosen, w_h=chosen, dtype=dtype)
         cells.append(cell)
     params["layers"] = cells
-    out = {"b": jnp.zeros((cfg.vocab_size,), dtype)}
+    if cfg.output_bias == "uniform":
+        out = {"b": uniform(jax.random.fold_in(key_u, 1), (cfg.vocab_size,), dtype)}
+    else:
+        out = {"b": jnp.zeros((cfg.vocab_size,), dtype)}
     if not cfg.tie_weights:
         out["W"] = uniform(key_u, (cfg.hidden_dim, cfg.vocab_size), dtype)
     params["out"] = out

@@ -6,7 +6,8 @@ Parameters (row-vector convention of the CS224n notes, ``z = x W + h U + b``):
 
 * RNN:  ``{"Wx": (D, H), "Wh": (H, H), "b": (H,)}``
 * LSTM: ``{"Wx": (D, 4H), "Wh": (H, 4H), "b": (4H,)}``; the 4H columns are the gate blocks in the
-  order **i, f, g, o** (input gate, forget gate, candidate cell, output gate), each H wide.
+  order **i, f, g, o** (input gate, forget gate, candidate cell, output gate), each H wide;
+  optionally a second bias ``"b_h"`` (4H,) on the recurrent side (:func:`lstm_init`).
 
 Speed: the forward projects every input in one (T·B, D) × (D, ·) matmul
 before the time loop, so the loop only does ``h W_h`` and the gate nonlinearities. The backward
@@ -81,6 +82,7 @@ def lstm_init(
     init: str = "uniform",
     scale: float = 0.1,
     forget_bias: float = 0.0,
+    recurrent_bias: bool = False,
     dtype: Any = jnp.float32,
 ) -> Params:
     """Parameters of an LSTM, ``{"Wx": (D, 4H), "Wh": (H, 4H), "b": (4H,)}``, gates i, f, g, o.
@@ -90,11 +92,19 @@ def lstm_init(
     is Glorot-uniform, U[±√(6/(fan_in + H))] (``init.glorot_bound`` of one block); b = 0
     (``scale`` unused). ``forget_bias`` is then *added* to the forget-gate block b[H:2H] (Gers et
     al. 2000; Le et al. 2015 use 1–10 on the adding problem); 0.0 leaves the init unchanged.
+
+    ``recurrent_bias=True`` adds a second bias ``"b_h"`` (4H,), drawn like ``b`` (without the
+    forget offset): z_t = x_t W_x + b + h_{t-1} W_h + b_h, the parameterization of Zaremba's Torch
+    code (two ``nn.Linear`` maps, i2h and h2h, each with its own bias, every parameter
+    U[±0.1]) and of ``torch.nn.LSTM`` (bias_ih, bias_hh). The model is the same function, but the
+    start differs (the sum of two uniforms) and SGD moves b + b_h twice as fast as one bias,
+    since both receive the same gradient.
     """
     if init not in _LSTM_INITS:
         raise ValueError(f"lstm_init: init must be one of {_LSTM_INITS}, got {init!r}")
     D, H = input_dim, hidden_dim
     key_x, key_h, key_b = jax.random.split(key, 3)
+    key_bh = jax.random.fold_in(key_b, 1)  # the other parameters stay as without b_h
     if init == "uniform":
         w_x = w_h = w_b = init_lib.uniform(scale)
     else:
@@ -102,7 +112,15 @@ def lstm_init(
         w_h = init_lib.uniform(init_lib.glorot_bound(H, H))
         w_b = init_lib.zeros
     b = w_b(key_b, (4 * H,), dtype).at[H : 2 * H].add(forget_bias)
-    return {"Wx": w_x(key_x, (D, 4 * H), dtype), "Wh": w_h(key_h, (H, 4 * H), dtype), "b": b}
+    params = {"Wx": w_x(key_x, (D, 4 * H), dtype), "Wh": w_h(key_h, (H, 4 * H), dtype), "b": b}
+    if recurrent_bias:
+        params["b_h"] = w_b(key_bh, (4 * H,), dtype)
+    return params
+
+
+def lstm_bias(params: Params) -> Array:
+    """b, or b + b_h for the two-bias parameterization (:func:`lstm_init`)."""
+    return params["b"] + params["b_h"] if "b_h" in params else params["b"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +228,7 @@ def lstm_forward(
     h0, c0 = state
     T, B, D = xs.shape
     H = h0.shape[-1]
-    zx = (xs.reshape(T * B, D) @ params["Wx"] + params["b"]).reshape(T, B, 4 * H)
+    zx = (xs.reshape(T * B, D) @ params["Wx"] + lstm_bias(params)).reshape(T, B, 4 * H)
     Wh = params["Wh"]
 
     def step(carry, zx_t):
@@ -277,6 +295,8 @@ def lstm_backward(
     dz = dzs.reshape(T * B, 4 * H)
     h_prev = _shift_in(h0, hs).reshape(T * B, H)
     dparams = {"Wx": xs.reshape(T * B, D).T @ dz, "Wh": h_prev.T @ dz, "b": dz.sum(0)}
+    if "b_h" in params:
+        dparams["b_h"] = dparams["b"]  # ∂z/∂b_h = ∂z/∂b = I
     dxs = (dz @ params["Wx"].T).reshape(T, B, D)
     return dparams, dxs, (dh0, dc0)
 

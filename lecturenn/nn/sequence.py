@@ -10,7 +10,9 @@ and maximizes log p(y | x) = s(x, y) − log Σ_{y'} exp s(x, y') (eq. 15). The 
 forward recursion δ_t(k) = f[t, k] + logadd_j (δ_{t−1}(j) + A[j, k]) (eq. 16); decoding replaces
 logadd by max (Viterbi, eq. 17). The gradient of log Z is an expectation, so the hand-written
 backward needs the forward–backward marginals: ∂ log Z / ∂f[t, k] = p(y_t = k), and
-∂ log Z / ∂A[j, k] = Σ_t p(y_{t−1} = j, y_t = k).
+∂ log Z / ∂A[j, k] = Σ_t p(y_{t−1} = j, y_t = k). They come from the forward pass's own softmax
+weights and one reverse scan of products (:func:`_posteriors`), not from a second log-space
+recursion for β.
 
 Batches are padded: ``mask`` (B, T) is 1 on the first ``length_b`` positions of each sentence and 0
 after (a prefix mask). Masked positions leave the recursions' state unchanged, so padding changes
@@ -30,34 +32,31 @@ def _time_major(f: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.swapaxes(f, 0, 1), jnp.swapaxes(mask, 0, 1)[..., None]
 
 
-def _alphas(f: jax.Array, A: jax.Array, A0: jax.Array, mask: jax.Array) -> jax.Array:
-    """Forward log-scores α_t(k) = log Σ over paths ending in tag k at t, ``(B, T, K)``."""
+def _forward_recursion(
+    f: jax.Array, A: jax.Array, A0: jax.Array, mask: jax.Array, *, conditionals: bool = False
+):
+    """Forward log-scores α_t(k) = log Σ over paths ending in tag k at t (C&W eq. 16), ``(B, T,
+    K)``; with ``conditionals``, also each step's softmax over the previous tag,
+
+        R_t[j, k] = exp(α_{t−1}(j) + A[j, k] + f[t, k] − α_t(k)) = p(y_{t−1} = j | y_t = k, x_{≤t}),
+
+    ``(T − 1, B, K, K)`` time-major, the weights the logsumexp of step t already computes."""
     f_steps, m_steps = _time_major(f, mask)
 
     def step(alpha, inputs):
         f_t, m_t = inputs
-        new = jax.nn.logsumexp(alpha[:, :, None] + A[None], axis=1) + f_t
+        scores = alpha[:, :, None] + A[None]  # (B, j, k)
+        top = lax.stop_gradient(scores.max(axis=1, keepdims=True))
+        weights = jnp.exp(scores - top)
+        total = weights.sum(axis=1, keepdims=True)
+        new = (top + jnp.log(total))[:, 0] + f_t
         alpha = jnp.where(m_t > 0, new, alpha)
-        return alpha, alpha
+        return alpha, (alpha, weights / total if conditionals else None)
 
     alpha0 = A0[None] + f[:, 0]
-    _, rest = lax.scan(step, alpha0, (f_steps[1:], m_steps[1:]))
-    return jnp.swapaxes(jnp.concatenate([alpha0[None], rest]), 0, 1)
-
-
-def _betas(f: jax.Array, A: jax.Array, mask: jax.Array) -> jax.Array:
-    """Backward log-scores β_t(j) = log Σ over continuations of tag j at t, ``(B, T, K)``."""
-    f_steps, m_steps = _time_major(f, mask)
-
-    def step(beta_next, inputs):
-        f_next, m_next = inputs
-        new = jax.nn.logsumexp(A[None] + (f_next + beta_next)[:, None, :], axis=2)
-        beta = jnp.where(m_next > 0, new, beta_next)
-        return beta, beta
-
-    beta_last = jnp.zeros_like(f[:, 0])
-    _, rest = lax.scan(step, beta_last, (f_steps[1:], m_steps[1:]), reverse=True)
-    return jnp.swapaxes(jnp.concatenate([rest, beta_last[None]]), 0, 1)
+    _, (rest, conds) = lax.scan(step, alpha0, (f_steps[1:], m_steps[1:]))
+    alphas = jnp.swapaxes(jnp.concatenate([alpha0[None], rest]), 0, 1)
+    return (alphas, conds) if conditionals else alphas
 
 
 def _non_empty(mask: jax.Array, dtype) -> jax.Array:
@@ -66,7 +65,7 @@ def _non_empty(mask: jax.Array, dtype) -> jax.Array:
 
 def sll_forward(f: jax.Array, A: jax.Array, A0: jax.Array, mask: jax.Array) -> jax.Array:
     """log Z (B,) by the forward algorithm in log space (C&W eq. 16), a ``lax.scan`` over T."""
-    log_z = jax.nn.logsumexp(_alphas(f, A, A0, mask)[:, -1], axis=1)
+    log_z = jax.nn.logsumexp(_forward_recursion(f, A, A0, mask)[:, -1], axis=1)
     return jnp.where(_non_empty(mask, f.dtype) > 0, log_z, 0.0)
 
 
@@ -92,36 +91,59 @@ def sll_loss(
     return nll.sum() / _num_sentences(mask, f.dtype)
 
 
+def _posteriors(f, A, A0, mask):
+    """unary (B, T, K) = p(y_t = k | x), zero at padding; the conditionals R (T − 1, B, K, K)
+    with the padded steps zeroed; log Z (B,) (unmasked).
+
+    No backward log-scores β: the last position's posterior is softmax(α_T), and the chain runs
+    back through the forward pass's own weights, since y_{t−1} depends on the future only
+    through y_t (the HMM smoother's backward pass):
+
+        p(y_{t−1} = j, y_t = k | x) = R_t[j, k] · p(y_t = k | x),   p(y_{t−1} = j | x) = Σ_k of it.
+
+    The reverse scan is a (K, K) × (K,) product per sentence and step, no exp or log."""
+    alphas, conds = _forward_recursion(f, A, A0, mask, conditionals=True)
+    m_steps = _time_major(f, mask)[1]
+    conds = conds * m_steps[1:, :, :, None]  # a padded step keeps p(y_t) and adds no pair
+
+    def step(p_t, inputs):
+        cond_t, m_t = inputs
+        p_prev = jnp.einsum("bjk,bk->bj", cond_t, p_t)
+        return jnp.where(m_t > 0, p_prev, p_t), p_t
+
+    log_z = jax.nn.logsumexp(alphas[:, -1], axis=1)
+    p_last = jnp.exp(alphas[:, -1] - log_z[:, None])
+    p_first, rest = lax.scan(step, p_last, (conds, m_steps[1:]), reverse=True)
+    unary = jnp.swapaxes(jnp.concatenate([p_first[None], rest]), 0, 1)
+    unary = unary * jnp.asarray(mask, f.dtype)[..., None]
+    return unary, conds, log_z
+
+
 def sll_marginals(
     f: jax.Array, A: jax.Array, A0: jax.Array, mask: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Forward–backward posteriors: ``unary[b, t, k] = p(y_t = k)`` (B, T, K),
     ``pairwise[b, t, j, k] = p(y_{t−1} = j, y_t = k)`` (B, T, K, K; zero at t = 0), and log Z.
-    Both are zero at padded positions."""
-    alphas, betas = _alphas(f, A, A0, mask), _betas(f, A, mask)
-    m = jnp.asarray(mask, f.dtype)
-    # normalize with the unmasked log Z so padding rows stay finite before they are zeroed
-    log_z = jax.nn.logsumexp(alphas[:, -1], axis=1)[:, None, None]
-    unary = jnp.where(m[..., None] > 0, jnp.exp(alphas + betas - log_z), 0.0)
-    pair_scores = alphas[:, :-1, :, None] + A[None, None] + (f[:, 1:] + betas[:, 1:])[:, :, None, :]
-    pairwise = jnp.where(m[:, 1:, None, None] > 0, jnp.exp(pair_scores - log_z[..., None]), 0.0)
+    Both are zero at padded positions (see :func:`_posteriors`)."""
+    unary, conds, log_z = _posteriors(f, A, A0, mask)
+    pairwise = jnp.swapaxes(conds, 0, 1) * unary[:, 1:, None, :]
     pairwise = jnp.concatenate([jnp.zeros_like(pairwise[:, :1]), pairwise], axis=1)
-    return unary, pairwise, jnp.where(m[:, 0] > 0, log_z[:, 0, 0], 0.0)
+    return unary, pairwise, jnp.where(_non_empty(mask, f.dtype) > 0, log_z, 0.0)
 
 
 def _loss_and_grads(f, A, A0, tags, mask):
-    unary, pairwise, log_z = sll_marginals(f, A, A0, mask)
+    unary, conds, log_z = _posteriors(f, A, A0, mask)
     m = jnp.asarray(mask, f.dtype)
     n = _num_sentences(mask, f.dtype)
-    num_tags = f.shape[-1]
+    log_z = jnp.where(m[:, 0] > 0, log_z, 0.0)
     loss = (log_z - sll_path_score(f, A, A0, tags, mask)).sum() / n
+    gold = jax.nn.one_hot(tags, f.shape[-1], dtype=f.dtype) * m[..., None]
     # ∂(log Z − s)/∂f[t, k] = p(y_t = k) − 1[y_t = k]
-    df = (unary - jax.nn.one_hot(tags, num_tags, dtype=f.dtype) * m[..., None]) / n
-    # ∂/∂A[j, k] = expected minus gold counts of the transition j → k
-    gold_transitions = jnp.zeros_like(A).at[tags[:, :-1], tags[:, 1:]].add(m[:, 1:])
-    dA = (pairwise.sum((0, 1)) - gold_transitions) / n
-    gold_initial = jnp.zeros_like(A0).at[tags[:, 0]].add(m[:, 0])
-    dA0 = (unary[:, 0].sum(0) - gold_initial) / n
+    df = (unary - gold) / n
+    # ∂/∂A[j, k] = expected minus gold counts of the transition j → k, each one contraction
+    expected = jnp.einsum("tbjk,btk->jk", conds, unary[:, 1:])
+    dA = (expected - jnp.einsum("btj,btk->jk", gold[:, :-1], gold[:, 1:])) / n
+    dA0 = (unary[:, 0] - gold[:, 0]).sum(0) / n
     return loss, (df, dA, dA0)
 
 

@@ -54,11 +54,19 @@ def check(model, state, batch, key):
     [
         dict(cell="lstm", dropout=0.3, forget_bias=1.0),
         dict(cell="lstm", tie_weights=True, loss_reduction="mean", num_layers=1),
+        dict(cell="lstm", recurrent_bias=True, output_bias="uniform"),
         dict(cell="tanh", dropout=0.3, init="default"),
         dict(cell="irnn", num_layers=1),
         dict(cell="relu", tie_weights=True),
     ],
-    ids=["lstm-dropout", "lstm-tied-mean", "tanh-dropout", "irnn", "relu-tied"],
+    ids=[
+        "lstm-dropout",
+        "lstm-tied-mean",
+        "lstm-torch-biases",
+        "tanh-dropout",
+        "irnn",
+        "relu-tied",
+    ],
 )
 def test_manual_grads_match_jax_grad_with_a_carried_nonzero_state(kw):
     cfg, model = make(**kw)
@@ -153,3 +161,37 @@ def test_config_errors_name_the_key():
         make(cell="gru")
     with pytest.raises(UserError, match="model.init"):
         make(cell="lstm", init="default")
+    with pytest.raises(UserError, match="model.output_bias"):
+        make(output_bias="random")
+    with pytest.raises(UserError, match="model.recurrent_bias"):
+        make(cell="tanh", recurrent_bias=True)
+
+
+def test_torch_biases_change_the_start_not_the_function():
+    """recurrent_bias / output_bias = "uniform" (Zaremba's Torch code): the other parameters are
+    drawn as without them; b + b_h feeds the gates, so moving weight from b_h to b changes
+    nothing; b_h's gradient is b's; both new biases lie in U[±init_scale]."""
+    plain_cfg, plain = make(cell="lstm")
+    torch_cfg, torch_like = make(cell="lstm", recurrent_bias=True, output_bias="uniform")
+    p0, _ = plain.init(jax.random.PRNGKey(7))
+    p1, _ = torch_like.init(jax.random.PRNGKey(7))
+    for a, b in zip(p0["layers"], p1["layers"], strict=True):
+        for name in ("Wx", "Wh", "b"):
+            np.testing.assert_array_equal(a[name], b[name])
+        assert 0 < np.max(np.abs(b["b_h"])) <= 0.1
+        assert not np.array_equal(b["b_h"], b["b"])
+    np.testing.assert_array_equal(p0["out"]["W"], p1["out"]["W"])
+    assert np.all(p0["out"]["b"] == 0)
+    assert 0 < np.max(np.abs(p1["out"]["b"])) <= 0.1
+    shifted = jax.tree_util.tree_map(lambda x: x, p1)
+    for layer in shifted["layers"]:
+        layer["b"], layer["b_h"] = layer["b"] + layer["b_h"] - 0.3, jnp.full_like(layer["b"], 0.3)
+    batch = batch_of(5)
+    np.testing.assert_allclose(
+        torch_like.predict(p1, {}, batch["x"]),
+        torch_like.predict(shifted, {}, batch["x"]),
+        rtol=1e-12,
+    )
+    (_, _), grads = torch_like.manual_value_and_grad(p1, {}, batch, None)
+    for layer in grads["layers"]:
+        np.testing.assert_array_equal(layer["b_h"], layer["b"])
