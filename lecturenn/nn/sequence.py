@@ -92,8 +92,8 @@ def sll_loss(
 
 
 def _posteriors(f, A, A0, mask):
-    """unary (B, T, K) = p(y_t = k | x), zero at padding; the conditionals R (T − 1, B, K, K)
-    with the padded steps zeroed; log Z (B,) (unmasked).
+    """unary (T, B, K) time-major, p(y_t = k | x), zero at padding; the conditionals R
+    (T − 1, B, K, K) of :func:`_forward_recursion`; log Z (B,) (unmasked).
 
     No backward log-scores β: the last position's posterior is softmax(α_T), and the chain runs
     back through the forward pass's own weights, since y_{t−1} depends on the future only
@@ -101,10 +101,11 @@ def _posteriors(f, A, A0, mask):
 
         p(y_{t−1} = j, y_t = k | x) = R_t[j, k] · p(y_t = k | x),   p(y_{t−1} = j | x) = Σ_k of it.
 
-    The reverse scan is a (K, K) × (K,) product per sentence and step, no exp or log."""
+    The reverse scan is a (K, K) × (K,) product per sentence and step, no exp or log. At a padded
+    step the carry passes through unchanged, and the unary is zeroed, so R_t · p(y_t) (a pair
+    marginal) is zero there without masking R."""
     alphas, conds = _forward_recursion(f, A, A0, mask, conditionals=True)
     m_steps = _time_major(f, mask)[1]
-    conds = conds * m_steps[1:, :, :, None]  # a padded step keeps p(y_t) and adds no pair
 
     def step(p_t, inputs):
         cond_t, m_t = inputs
@@ -114,9 +115,14 @@ def _posteriors(f, A, A0, mask):
     log_z = jax.nn.logsumexp(alphas[:, -1], axis=1)
     p_last = jnp.exp(alphas[:, -1] - log_z[:, None])
     p_first, rest = lax.scan(step, p_last, (conds, m_steps[1:]), reverse=True)
-    unary = jnp.swapaxes(jnp.concatenate([p_first[None], rest]), 0, 1)
-    unary = unary * jnp.asarray(mask, f.dtype)[..., None]
+    unary = jnp.concatenate([p_first[None], rest]) * m_steps
     return unary, conds, log_z
+
+
+def _expected_transitions(conds, unary):
+    """Σ_{b, t ≥ 1} p(y_{t−1} = j, y_t = k | x): (K, K), as one fused multiply-and-sum (a dot
+    would want k as a batch axis and transpose R first)."""
+    return (conds * unary[1:, :, None, :]).sum((0, 1))
 
 
 def sll_marginals(
@@ -126,13 +132,15 @@ def sll_marginals(
     ``pairwise[b, t, j, k] = p(y_{t−1} = j, y_t = k)`` (B, T, K, K; zero at t = 0), and log Z.
     Both are zero at padded positions (see :func:`_posteriors`)."""
     unary, conds, log_z = _posteriors(f, A, A0, mask)
-    pairwise = jnp.swapaxes(conds, 0, 1) * unary[:, 1:, None, :]
-    pairwise = jnp.concatenate([jnp.zeros_like(pairwise[:, :1]), pairwise], axis=1)
-    return unary, pairwise, jnp.where(_non_empty(mask, f.dtype) > 0, log_z, 0.0)
+    pairwise = conds * unary[1:, :, None, :]
+    pairwise = jnp.concatenate([jnp.zeros_like(pairwise[:1]), pairwise])
+    log_z = jnp.where(_non_empty(mask, f.dtype) > 0, log_z, 0.0)
+    return jnp.swapaxes(unary, 0, 1), jnp.swapaxes(pairwise, 0, 1), log_z
 
 
 def _loss_and_grads(f, A, A0, tags, mask):
-    unary, conds, log_z = _posteriors(f, A, A0, mask)
+    unary_steps, conds, log_z = _posteriors(f, A, A0, mask)
+    unary = jnp.swapaxes(unary_steps, 0, 1)
     m = jnp.asarray(mask, f.dtype)
     n = _num_sentences(mask, f.dtype)
     log_z = jnp.where(m[:, 0] > 0, log_z, 0.0)
@@ -140,9 +148,9 @@ def _loss_and_grads(f, A, A0, tags, mask):
     gold = jax.nn.one_hot(tags, f.shape[-1], dtype=f.dtype) * m[..., None]
     # ∂(log Z − s)/∂f[t, k] = p(y_t = k) − 1[y_t = k]
     df = (unary - gold) / n
-    # ∂/∂A[j, k] = expected minus gold counts of the transition j → k, each one contraction
-    expected = jnp.einsum("tbjk,btk->jk", conds, unary[:, 1:])
-    dA = (expected - jnp.einsum("btj,btk->jk", gold[:, :-1], gold[:, 1:])) / n
+    # ∂/∂A[j, k] = expected minus gold counts of the transition j → k
+    gold_pairs = jnp.einsum("btj,btk->jk", gold[:, :-1], gold[:, 1:])
+    dA = (_expected_transitions(conds, unary_steps) - gold_pairs) / n
     dA0 = (unary[:, 0] - gold[:, 0]).sum(0) / n
     return loss, (df, dA, dA0)
 
