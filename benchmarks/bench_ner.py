@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=10)
     parser.add_argument("--note", default="", help="recorded in the JSON (e.g. machine load)")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()
     rows = []
     for scoring in ("softmax", "sll"):
         for num_sentences, length in ((16, 32), (64, 32)):
@@ -206,7 +207,7 @@ def main() -> None:
             "benchmark": "window_tagger_training_step",
             "machine": {**machine(), "torch": torch.__version__},
             "note": args.note,
-            "load_average_at_start": os.getloadavg(),
+            "load_average_at_start": load_at_start,
             "rounds": args.repeats,
             "goals": {"speedup_over_pytorch_min": 1.5, "manual_over_autodiff_time_max": 1.0},
             "min_manual_over_pytorch": min(r["lecturenn_manual_over_pytorch"] for r in rows),

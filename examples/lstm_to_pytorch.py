@@ -8,8 +8,8 @@ give the same log-likelihood to a text.
 
 lecturenn's layout is the row-vector one (z = x W + b): an LSTM layer's W_x is (inputs, 4H) with
 the gate blocks i, f, g, o — PyTorch's gate order — so PyTorch's weight_ih is W_xᵀ, weight_hh is
-W_hᵀ, bias_ih is b and bias_hh is 0. The output layer is Linear(H, V) with weight Uᵀ (or the
-embedding itself when the model ties them).
+W_hᵀ, bias_ih is b and bias_hh is b_h (``model.recurrent_bias``) or 0. The output layer is
+Linear(H, V) with weight Uᵀ (or the embedding itself when the model ties them).
 """
 
 import json
@@ -54,7 +54,11 @@ def torch_model(arrays: dict, cfg: dict) -> torch.nn.Module:
             getattr(model.lstm, f"weight_ih_l{layer}").copy_(tensor[f"layers.{layer}.Wx"].T)
             getattr(model.lstm, f"weight_hh_l{layer}").copy_(tensor[f"layers.{layer}.Wh"].T)
             getattr(model.lstm, f"bias_ih_l{layer}").copy_(tensor[f"layers.{layer}.b"])
-            getattr(model.lstm, f"bias_hh_l{layer}").zero_()
+            bias_hh = getattr(model.lstm, f"bias_hh_l{layer}")
+            if f"layers.{layer}.b_h" in tensor:
+                bias_hh.copy_(tensor[f"layers.{layer}.b_h"])
+            else:
+                bias_hh.zero_()
         tied = "out.W" not in tensor
         model.out.weight.copy_(tensor["embed"] if tied else tensor["out.W"].T)
         model.out.bias.copy_(tensor["out.b"])

@@ -55,6 +55,8 @@ kind = "rnn_lm"
 embed_dim = 8
 hidden_dim = 8
 num_layers = 2
+recurrent_bias = true
+output_bias = "uniform"
 [optim]
 learning_rate = 0.01
 [train]
