@@ -19,7 +19,7 @@ import argparse
 import os
 import time
 
-from bench_models import Bench, measure
+from bench_models import Bench, measure, summary_line
 from timing import block, each_with_load, machine, spread, write_json
 
 MODELS = ("lstm_ptb_small", "char_lstm", "lstm_ptb_medium")
@@ -52,12 +52,7 @@ def lm_row(name: str, rounds: int, number: int) -> dict:
 
 
 def report(name: str, r: dict) -> str:
-    text = f"{name:15s} manual/autodiff time {r['manual_over_autodiff_time'][0]:.2f}"
-    if "step_speedup_over_pytorch" in r:
-        text += (
-            f", over PyTorch: step {r['step_speedup_over_pytorch'][0]:.2f}x, "
-            f"epoch {r['epoch_speedup_over_pytorch'][0]:.2f}x"
-        )
+    text = summary_line(name, r)
     if "estimated_hours_of_all_epochs" in r:
         text += f", all epochs ≈ {r['estimated_hours_of_all_epochs']:.1f} h"
     return text
