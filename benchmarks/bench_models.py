@@ -27,13 +27,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import block, each_with_load, machine, ratio_spread, spread, write_json
+from timing import block, each_with_load, machine, ratio_spread, spread, time_rounds, write_json
 
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import schemas
@@ -129,9 +128,13 @@ class Bench:
         return "streams", data, {"x": data["x"][0], "y": data["y"][0]}, self.batch_size * steps
 
     def step(self, grads: str):
+        step, args = self.jitted_step(grads)
+        return lambda: step(*args)
+
+    def jitted_step(self, grads: str):
+        """The jitted step and the arguments it is timed with."""
         step = make_step(self.model, self.optimizer, grads)
-        state = self.initial_state(step)
-        return lambda: step(self.params, state, self.opt_state, self.batch, self.key)
+        return step, (self.params, self.initial_state(step), self.opt_state, self.batch, self.key)
 
     def initial_state(self, step):
         """The state a step starts from; for streams a carried recurrent state (zeros), as in
@@ -217,12 +220,8 @@ class Bench:
 
 
 def seconds(fn, number: int) -> float:
-    block(fn())
-    start = time.perf_counter()
-    for _ in range(number):
-        out = fn()
-    block(out)
-    return (time.perf_counter() - start) / number
+    """Seconds per call over ``number`` calls, after one untimed call."""
+    return time_rounds({"fn": fn}, repeats=1, number=number)["fn"][0]
 
 
 def torch_round(spec: dict, threads: int, number: int) -> dict | None:

@@ -188,11 +188,13 @@ def main() -> None:
                     samples["lecturenn_manual"], samples["lecturenn_autodiff"]
                 ),
             }
-            for name in ("lecturenn_manual", "lecturenn_autodiff"):
-                row[f"{name}_over_pytorch"] = ratio_spread(samples["pytorch"], samples[name])[0]
-            row["manual_over_pytorch_median_min_max"] = ratio_spread(
-                samples["pytorch"], samples["lecturenn_manual"]
-            )
+            over_pytorch = {
+                name: ratio_spread(samples["pytorch"], samples[name])
+                for name in ("lecturenn_manual", "lecturenn_autodiff")
+            }
+            for name, ratio in over_pytorch.items():
+                row[f"{name}_over_pytorch"] = ratio[0]
+            row["manual_over_pytorch_median_min_max"] = over_pytorch["lecturenn_manual"]
             row["load_average_1_5_15_min"] = {"before": before, "after": os.getloadavg()}
             rows.append(row)
             print(

@@ -139,12 +139,7 @@ def mlp_step():
 
 def bench_steps(name: str):
     bench = Bench(name)
-    steps = {}
-    for grads in ("manual", "autodiff"):
-        step = make_step(bench.model, bench.optimizer, grads)
-        state = bench.initial_state(step)
-        steps[grads] = (step, (bench.params, state, bench.opt_state, bench.batch, bench.key))
-    return steps
+    return {grads: bench.jitted_step(grads) for grads in ("manual", "autodiff")}
 
 
 def profile(step, args, calls: int) -> dict:
