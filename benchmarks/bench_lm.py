@@ -20,29 +20,18 @@ import os
 import time
 
 from bench_models import Bench, measure, summary_line
-from timing import block, each_with_load, machine, spread, write_json
+from timing import each_with_load, machine, spread, time_rounds, write_json
 
 MODELS = ("lstm_ptb_small", "char_lstm", "lstm_ptb_medium")
 PTB_TRAIN_TOKENS = 929_589  # ptb.train.txt with one <eos> per line
-
-
-def cpu_seconds(fn, number: int) -> float:
-    """Process CPU seconds per call, all threads."""
-    block(fn())
-    start = time.process_time()
-    for _ in range(number):
-        out = fn()
-    block(out)
-    return (time.process_time() - start) / number
 
 
 def lm_row(name: str, rounds: int, number: int) -> dict:
     row = measure(name, rounds, number)
     bench = Bench(name)
     step = bench.step("manual")
-    row["manual_cpu_seconds_median_min_max"] = spread(
-        [cpu_seconds(step, number) for _ in range(rounds)]
-    )
+    cpu = time_rounds({"manual": step}, repeats=rounds, number=number, clock=time.process_time)
+    row["manual_cpu_seconds_median_min_max"] = spread(cpu["manual"])
     if name == "lstm_ptb_medium":
         cfg = bench.cfg
         windows = (PTB_TRAIN_TOKENS // cfg.train.batch_size - 1) // cfg.data.num_steps

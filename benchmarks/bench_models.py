@@ -180,6 +180,7 @@ class Bench:
                 "hidden": mc.hidden,
                 "dropout": mc.dropout,
                 "input_dropout": mc.input_dropout,
+                "scoring": mc.scoring,
                 "sentences": SENTENCES,
                 "length": LENGTH,
             }

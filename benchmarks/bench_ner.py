@@ -5,11 +5,12 @@ backprop, lecturenn with jax.grad, and the same network in PyTorch on the CPU, i
 
 The network is configs/ner_window.toml's: window 5 over 50-d words + 5-d caps + 10-d suffixes,
 300 hard-tanh units, dropout 0.5, 17 IOBES tags, a 20k-word vocabulary, Adam; a batch is B
-sentences padded to L positions, every position a real token. PyTorch runs with 2 threads (the
-machine's cores) and with 1 (on a loaded machine two OpenMP threads can run far slower than
-one), dense embedding gradients (as ours) and torch.optim.Adam; its SLL is the same forward
-algorithm (a loop over positions of logsumexp) differentiated by autograd. The ratios compare
-lecturenn with the faster of the two PyTorch settings.
+sentences padded to L positions, every position a real token. PyTorch (torch_models.py's
+window_tagger, in a child process so that its OpenMP threads and XLA's never share the process)
+runs with 2 threads (the machine's cores) and with 1 (on a loaded machine two OpenMP threads can
+run far slower than one), dense embedding gradients (as ours) and torch.optim.Adam; its SLL is
+the same forward algorithm (a loop over positions of logsumexp, masked) differentiated by
+autograd. The ratios compare lecturenn with the faster of the two PyTorch settings.
 Every candidate is timed in interleaved rounds (``--repeats``); each row keeps [median, min, max]
 over the rounds, ratios taken round by round, and the load average before and after it.
 Goals: lecturenn ≥ 1.5× PyTorch; hand-written gradients ≤ 1.0× the time of ``jax.grad``.
@@ -24,7 +25,8 @@ import statistics
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import machine, ratio_spread, spread, time_rounds, write_json
+from bench_models import torch_round
+from timing import block, machine, ratio_spread, spread, time_rounds, write_json
 
 from lecturenn.models import window_tagger
 from lecturenn.optim.transforms import adam
@@ -79,75 +81,46 @@ def lecturenn_steps(scoring: str, batch: dict) -> dict:
     return fns
 
 
-def torch_step(scoring: str, batch: dict):
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
+def torch_spec(scoring: str, num_sentences: int, length: int) -> dict:
+    """The same network for torch_models.py's window_tagger (run in a child process)."""
+    return {
+        "builder": "window_tagger",
+        "batches": 2,
+        "batch": num_sentences,
+        "vocab": VOCAB,
+        "suffixes": SUFFIXES,
+        "tags": TAGS,
+        "word_dim": WORD,
+        "caps_dim": CAP,
+        "suffix_dim": SUFFIX,
+        "hidden": HIDDEN,
+        "dropout": DROPOUT,
+        "input_dropout": 0.0,
+        "scoring": scoring,
+        "sentences": num_sentences,
+        "length": length,
+    }
 
-    torch.manual_seed(0)
-    half = WINDOW // 2
 
-    class WindowTagger(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.words = nn.Embedding(VOCAB, WORD)
-            self.caps = nn.Embedding(CAPS, CAP)
-            self.suffix = nn.Embedding(SUFFIXES, SUFFIX)
-            self.hidden = nn.Linear(WINDOW * (WORD + CAP + SUFFIX), HIDDEN)
-            self.out = nn.Linear(HIDDEN, TAGS)
-            self.A = nn.Parameter(torch.zeros(TAGS, TAGS))
-            self.A0 = nn.Parameter(torch.zeros(TAGS))
-
-        def forward(self, words, caps, suffix):
-            def window(table, ids):
-                return table(F.pad(ids, (half, half)).unfold(1, WINDOW, 1))
-
-            x = torch.cat(
-                [window(self.words, words), window(self.caps, caps), window(self.suffix, suffix)],
-                dim=-1,
-            ).flatten(2)
-            a = F.dropout(F.hardtanh(self.hidden(x)), DROPOUT, self.training)
-            return self.out(a)
-
-    def sll_loss(f, A, A0, tags, mask):
-        """C&W eq. 15 with the forward algorithm of nn/sequence.py, for autograd."""
-        alpha = A0 + f[:, 0]
-        for t in range(1, f.shape[1]):
-            new = torch.logsumexp(alpha[:, :, None] + A[None], dim=1) + f[:, t]
-            alpha = torch.where(mask[:, t, None] > 0, new, alpha)
-        log_z = torch.logsumexp(alpha, dim=1)
-        emissions = f.gather(2, tags[..., None])[..., 0]
-        transitions = A[tags[:, :-1], tags[:, 1:]]
-        score = (
-            (emissions * mask).sum(1)
-            + (transitions * mask[:, 1:]).sum(1)
-            + A0[tags[:, 0]] * mask[:, 0]
-        )
-        return (log_z - score).mean()
-
-    model = WindowTagger()
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    t = {k: torch.from_numpy(v) for k, v in batch.items()}
-    t["tags"] = t["tags"].long()
-
-    def run():
-        optimizer.zero_grad(set_to_none=True)
-        f = model(t["words"].long(), t["caps"].long(), t["suffix"].long())
-        if scoring == "sll":
-            loss = sll_loss(f, model.A, model.A0, t["tags"], t["mask"])
-        else:
-            loss = F.cross_entropy(f.reshape(-1, TAGS), t["tags"].reshape(-1))
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
-    return run
+def rounds(fns: dict, spec: dict, repeats: int, number: int) -> tuple[dict, str]:
+    """({name: seconds per step in each round}, PyTorch's version): each lecturenn fn and
+    PyTorch with 2 and with 1 threads, one sample each per round, interleaved round by round."""
+    samples = {name: [] for name in (*fns, "pytorch_2_threads", "pytorch_1_threads")}
+    for fn in fns.values():
+        block(fn())  # compile
+    for round_ in range(repeats):
+        order = dict(list(fns.items())[:: 1 if round_ % 2 == 0 else -1])
+        for name, seconds in time_rounds(order, repeats=1, number=number).items():
+            samples[name] += seconds
+        for threads in (2, 1):
+            result = torch_round(spec, threads, number)
+            if result is None:
+                raise SystemExit("bench_ner.py needs PyTorch: pip install torch==2.13.0")
+            samples[f"pytorch_{threads}_threads"] += result["step"]
+    return samples, result["torch"]
 
 
 def main() -> None:
-    import torch
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--number", type=int, default=10)
@@ -159,16 +132,10 @@ def main() -> None:
         for num_sentences, length in ((16, 32), (64, 32)):
             batch = _batch(num_sentences, length)
             fns = lecturenn_steps(scoring, batch)
-            torch_run = torch_step(scoring, batch)
-            for threads in (2, 1):
-
-                def run(threads=threads, torch_run=torch_run):
-                    torch.set_num_threads(threads)
-                    return torch_run()
-
-                fns[f"pytorch_{threads}_threads"] = run
             before = os.getloadavg()
-            samples = time_rounds(fns, repeats=args.repeats, number=args.number)
+            samples, torch_version = rounds(
+                fns, torch_spec(scoring, num_sentences, length), args.repeats, args.number
+            )
             samples["pytorch"] = [
                 min(two, one)
                 for two, one in zip(
@@ -207,7 +174,7 @@ def main() -> None:
         "ner",
         {
             "benchmark": "window_tagger_training_step",
-            "machine": {**machine(), "torch": torch.__version__},
+            "machine": {**machine(), "torch": torch_version},
             "note": args.note,
             "load_average_at_start": load_at_start,
             "rounds": args.repeats,

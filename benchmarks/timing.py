@@ -20,20 +20,26 @@ def block(tree):
     )
 
 
-def time_rounds(fns: dict, *, repeats: int = 7, number: int = 20) -> dict[str, list[float]]:
+def time_rounds(
+    fns: dict, *, repeats: int = 7, number: int = 20, clock=time.perf_counter
+) -> dict[str, list[float]]:
     """{name: [seconds per call in each round]} of each zero-argument fn (compiled first),
-    measured round-robin so that the candidates share the machine's state (thermal, other
-    load) fairly, and a ratio can be taken round by round."""
+    measured round-robin, every other round in reverse order, so that the candidates share the
+    machine's state (thermal, caches, other load) fairly, and a ratio can be taken round by
+    round. ``clock``: wall time by default;
+    ``time.process_time`` gives the process's CPU seconds (all threads)."""
     for fn in fns.values():
         block(fn())
     samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
+    for round_ in range(repeats):
+        # odd rounds in reverse order: no candidate always runs first (or right after another)
+        order = list(fns.items()) if round_ % 2 == 0 else list(fns.items())[::-1]
+        for name, fn in order:
+            start = clock()
             for _ in range(number):
                 out = fn()
             block(out)
-            samples[name].append((time.perf_counter() - start) / number)
+            samples[name].append((clock() - start) / number)
     return samples
 
 

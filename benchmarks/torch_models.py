@@ -55,20 +55,27 @@ def window_tagger(spec):
             x = F.dropout(x, spec["input_dropout"], self.training)
             return self.out(F.dropout(F.hardtanh(self.hidden(x)), spec["dropout"], self.training))
 
-    def sll(f, A, A0, tags):  # C&W's forward algorithm, differentiated by autograd
+    def sll(f, A, A0, tags, mask):
+        """C&W eq. 15: the forward algorithm over positions (padding kept by ``mask``, as
+        nn/sequence.py does), differentiated by autograd."""
         alpha = A0 + f[:, 0]
         for t in range(1, f.shape[1]):
-            alpha = torch.logsumexp(alpha[:, :, None] + A[None], dim=1) + f[:, t]
-        emissions = f.gather(2, tags[..., None])[..., 0].sum(1)
-        path = emissions + A[tags[:, :-1], tags[:, 1:]].sum(1) + A0[tags[:, 0]]
+            new = torch.logsumexp(alpha[:, :, None] + A[None], dim=1) + f[:, t]
+            alpha = torch.where(mask[:, t, None] > 0, new, alpha)
+        emissions = (f.gather(2, tags[..., None])[..., 0] * mask).sum(1)
+        transitions = (A[tags[:, :-1], tags[:, 1:]] * mask[:, 1:]).sum(1)
+        path = emissions + transitions + A0[tags[:, 0]] * mask[:, 0]
         return (torch.logsumexp(alpha, 1) - path).mean()
 
     model = Tagger()
     opt = _adam(model, 1e-3)
 
     def loss(batch):
-        words, caps, suffix, tags = batch
-        return sll(model(words, caps, suffix), model.A, model.A0, tags)
+        words, caps, suffix, tags, mask = batch
+        f = model(words, caps, suffix)
+        if spec.get("scoring", "sll") == "softmax":
+            return F.cross_entropy(f.reshape(-1, K), tags.reshape(-1))
+        return sll(f, model.A, model.A0, tags, mask)
 
     return model, opt, loss
 
@@ -166,6 +173,7 @@ def batches_of(spec: dict, count: int) -> list:
                     torch.from_numpy(rng.integers(1, 6, shape)),
                     torch.from_numpy(rng.integers(1, spec["suffixes"], shape)),
                     torch.from_numpy(rng.integers(0, spec["tags"], shape)),
+                    torch.ones(shape),  # every position a real token, as on the JAX side
                 )
             )
         elif kind == "nplm":
