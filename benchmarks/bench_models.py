@@ -12,7 +12,7 @@ batch), fed random batches of the right shapes:
 - cnn_fashion: configs/cnn_fashion.toml (batch 128 of 28×28 images).
 
 Measured per round, interleaved: lecturenn's training step (hand-written gradients, and
-``jax.grad``), called from Python; lecturenn's epoch of ``BATCHES`` batches the way ``lecturenn
+``jax.grad``, the two in the opposite order every other round), called from Python; lecturenn's epoch of ``BATCHES`` batches the way ``lecturenn
 run`` trains (the config's epoch driver); then PyTorch 2.13 in a child process with 1 and with 2
 threads (step and epoch, a Python loop over the batches). The ratio lecturenn / PyTorch uses the
 faster PyTorch setting of each round; every figure is [median, min, max] over the rounds, with
@@ -257,8 +257,8 @@ def measure(name: str, rounds: int, number: int) -> dict:
         block(fn())  # compile
     samples = {k: [] for k in ("manual", "autodiff", "epoch", "torch_step", "torch_epoch")}
     torch_version, threads_used = None, []
-    for _ in range(rounds):
-        for grads, fn in calls.items():
+    for round_ in range(rounds):
+        for grads, fn in list(calls.items())[:: 1 if round_ % 2 == 0 else -1]:
             samples[grads].append(seconds(fn, number))
         samples["epoch"].append(seconds(epoch, 1))
         best = None
