@@ -12,9 +12,9 @@ batch), fed random batches of the right shapes:
 - cnn_fashion: configs/cnn_fashion.toml (batch 128 of 28×28 images).
 
 Measured per round, interleaved: lecturenn's training step (hand-written gradients, and
-``jax.grad``, the two in the opposite order every other round), called from Python; lecturenn's epoch of ``BATCHES`` batches the way ``lecturenn
-run`` trains (the config's epoch driver); then PyTorch 2.13 in a child process with 1 and with 2
-threads (step and epoch, a Python loop over the batches). The ratio lecturenn / PyTorch uses the
+``jax.grad``, the two in the opposite order every other round), called from Python; lecturenn's
+epoch of ``BATCHES`` batches the way ``lecturenn run`` trains (the config's epoch driver); then
+PyTorch 2.13 in a child process with 1 and with 2 threads (step and epoch, a Python loop over the batches). The ratio lecturenn / PyTorch uses the
 faster PyTorch setting of each round; every figure is [median, min, max] over the rounds, with
 the load average before and after.
 """
