@@ -14,9 +14,9 @@ batch), fed random batches of the right shapes:
 Measured per round, interleaved: lecturenn's training step (hand-written gradients, and
 ``jax.grad``, the two in the opposite order every other round), called from Python; lecturenn's
 epoch of ``BATCHES`` batches the way ``lecturenn run`` trains (the config's epoch driver); then
-PyTorch 2.13 in a child process with 1 and with 2 threads (step and epoch, a Python loop over the batches). The ratio lecturenn / PyTorch uses the
-faster PyTorch setting of each round; every figure is [median, min, max] over the rounds, with
-the load average before and after.
+PyTorch 2.13 in a child process with 1 and with 2 threads (step and epoch, a Python loop over the
+batches). The ratio lecturenn / PyTorch uses the faster PyTorch setting of each round; every figure
+is [median, min, max] over the rounds, with the load average before and after.
 """
 
 from __future__ import annotations
