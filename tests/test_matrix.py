@@ -59,7 +59,7 @@ DATA = {
 }
 MODEL = {
     "mlp": [],
-    "cnn": ["model.channels=[4, 8]", "model.dense=16"],
+    "cnn": ["model.dense=16"],  # and 4, 8, 8, ... channels, as many blocks as the config has
     "window_tagger": ["model.hidden=16"],
     "nplm": ["model.hidden_dim=16", "model.embed_dim=8"],
     "rnn_lm": ["model.hidden_dim=16", "model.embed_dim=16"],
@@ -77,7 +77,11 @@ def shrink(path: Path) -> list[str]:
         folder = {"fashion-mnist": "fashion-mnist"}.get(data, data)
         if not (root / folder).is_dir():
             pytest.skip(f"{data} not found under {root} (set LECTURENN_DATA)")
-    return [*DATA.get(data, []), *MODEL[kind], "train.epochs=2", "train.batch_size=8"]
+    model = list(MODEL[kind])
+    if kind == "cnn":
+        blocks = len(raw["model"].get("channels", (32, 64)))
+        model.append(f"model.channels={[4] + [8] * (blocks - 1)}")
+    return [*DATA.get(data, []), *model, "train.epochs=2", "train.batch_size=8"]
 
 
 @contextlib.contextmanager
