@@ -32,7 +32,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import block, each_with_load, machine, ratio_spread, spread, time_rounds, write_json
+from timing import (
+    block,
+    each_with_load,
+    in_round_order,
+    machine,
+    ratio_spread,
+    spread,
+    time_rounds,
+    write_json,
+)
 
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import schemas
@@ -258,7 +267,7 @@ def measure(name: str, rounds: int, number: int) -> dict:
     samples = {k: [] for k in ("manual", "autodiff", "epoch", "torch_step", "torch_epoch")}
     torch_version, threads_used = None, []
     for round_ in range(rounds):
-        for grads, fn in list(calls.items())[:: 1 if round_ % 2 == 0 else -1]:
+        for grads, fn in in_round_order(calls, round_):
             samples[grads].append(seconds(fn, number))
         samples["epoch"].append(seconds(epoch, 1))
         best = None

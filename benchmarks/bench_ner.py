@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from bench_models import torch_round
-from timing import block, machine, ratio_spread, spread, time_rounds, write_json
+from timing import in_round_order, machine, ratio_spread, spread, time_rounds, write_json
 
 from lecturenn.models import window_tagger
 from lecturenn.optim.transforms import adam
@@ -106,10 +106,8 @@ def rounds(fns: dict, spec: dict, repeats: int, number: int) -> tuple[dict, str]
     """({name: seconds per step in each round}, PyTorch's version): each lecturenn fn and
     PyTorch with 2 and with 1 threads, one sample each per round, interleaved round by round."""
     samples = {name: [] for name in (*fns, "pytorch_2_threads", "pytorch_1_threads")}
-    for fn in fns.values():
-        block(fn())  # compile
     for round_ in range(repeats):
-        order = dict(list(fns.items())[:: 1 if round_ % 2 == 0 else -1])
+        order = dict(in_round_order(fns, round_))
         for name, seconds in time_rounds(order, repeats=1, number=number).items():
             samples[name] += seconds
         for threads in (2, 1):

@@ -32,15 +32,20 @@ def time_rounds(
         block(fn())
     samples = {name: [] for name in fns}
     for round_ in range(repeats):
-        # odd rounds in reverse order: no candidate always runs first (or right after another)
-        order = list(fns.items()) if round_ % 2 == 0 else list(fns.items())[::-1]
-        for name, fn in order:
+        for name, fn in in_round_order(fns, round_):
             start = clock()
             for _ in range(number):
                 out = fn()
             block(out)
             samples[name].append((clock() - start) / number)
     return samples
+
+
+def in_round_order(fns: dict, round_: int) -> list:
+    """The (name, fn) pairs of ``fns``, reversed in odd rounds: no candidate always runs first
+    (or right after another)."""
+    items = list(fns.items())
+    return items if round_ % 2 == 0 else items[::-1]
 
 
 def spread(values: list[float]) -> list[float]:

@@ -35,6 +35,7 @@ import pytest
 from lecturenn.cli import main
 from lecturenn.experiments import checks, inference, sweep
 from lecturenn.experiments import config as config_lib
+from lecturenn.models import cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
@@ -79,7 +80,7 @@ def shrink(path: Path) -> list[str]:
             pytest.skip(f"{data} not found under {root} (set LECTURENN_DATA)")
     model = list(MODEL[kind])
     if kind == "cnn":
-        blocks = len(raw["model"].get("channels", (32, 64)))
+        blocks = len(raw["model"].get("channels", cnn.CNNConfig().channels))
         model.append(f"model.channels={[4] + [8] * (blocks - 1)}")
     return [*DATA.get(data, []), *model, "train.epochs=2", "train.batch_size=8"]
 
