@@ -69,6 +69,11 @@ class OptimConfig:
     embedding_lr_scale: float = setting(
         1.0, "multiply the lookup tables' (word vectors') steps by this, e.g. 0.1 for pretrained"
     )
+    average_decay: float = setting(
+        0.0,
+        "evaluate and keep a moving average of the parameters, this decay per step "
+        "(e.g. 0.999; 0: the parameters as trained)",
+    )
     options: dict = setting({}, "the optimizer's own settings, e.g. {b1 = 0.9, b2 = 0.999}")
 
 

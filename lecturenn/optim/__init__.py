@@ -1,5 +1,6 @@
 """Hand-rolled optimizers, schedules, clipping and regularization as optax transformations."""
 
+from lecturenn.optim.averaging import AverageState, average_params, averaged_params
 from lecturenn.optim.build import build_optimizer
 from lecturenn.optim.clipping import clip_by_global_norm, clip_elementwise, global_norm
 from lecturenn.optim.regularize import (
@@ -42,6 +43,7 @@ from lecturenn.optim.transforms import (
 
 __all__ = [
     "OPTIMIZERS",
+    "AverageState",
     "SCHEDULES",
     "LrScaleState",
     "adadelta",
@@ -49,6 +51,8 @@ __all__ = [
     "adam",
     "add_l1",
     "add_l2",
+    "average_params",
+    "averaged_params",
     "build_optimizer",
     "clip_by_global_norm",
     "clip_elementwise",

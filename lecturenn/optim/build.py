@@ -1,5 +1,6 @@
 """One optimizer from config values: clipping, weight-only L1/L2, the optimizer with its
-schedule behind a loop-controlled learning-rate scale, and Collobert's fan-in scaling.
+schedule behind a loop-controlled learning-rate scale, Collobert's fan-in scaling, and an
+optional moving average of the parameters.
 """
 
 import inspect
@@ -10,6 +11,7 @@ import optax
 from lecturenn.errors import UserError
 from lecturenn.optim import clipping
 from lecturenn.optim._concrete import is_concrete
+from lecturenn.optim.averaging import average_params
 from lecturenn.optim.regularize import EMBEDDING, add_l1, add_l2, scale_by_fan_in, scale_by_label
 from lecturenn.optim.schedules import SCHEDULES, Schedule, get_schedule, inject_lr_scale
 from lecturenn.optim.transforms import get_optimizer
@@ -49,6 +51,7 @@ def build_optimizer(
     l2: float = 0.0,
     fan_in_scaling: bool = False,
     embedding_lr_scale: float = 1.0,
+    average_decay: float = 0.0,
     params: Any = None,
     labels: Any = None,
     lr_scale: bool = True,
@@ -56,7 +59,7 @@ def build_optimizer(
 ) -> optax.GradientTransformation:
     """chain(clip by global norm, clip elementwise, add_l2, add_l1 (weights only),
     inject_lr_scale(optimizer(learning rate or schedule)), scale_by_fan_in, the lookup tables'
-    own rate scale).
+    own rate scale), inside ``average_params`` when ``average_decay`` > 0 (optim/averaging.py).
 
     Clipping acts on the raw loss gradient, before the penalty terms are added. `schedule` is
     a dict such as {"kind": "step_decay", "step_size": 1000, "factor": 0.5}; its initial value is
@@ -83,6 +86,8 @@ def build_optimizer(
     if embedding_lr_scale != 1.0 and params is None:
         raise UserError("embedding_lr_scale needs the model's params to find its lookup tables")
     _check_positive("embedding_lr_scale", embedding_lr_scale)
+    if is_concrete(average_decay) and not 0 <= average_decay < 1:
+        raise UserError(f"average_decay must be in [0, 1) (0: no averaging), got {average_decay!r}")
 
     parts = []
     if clip_global_norm is not None:
@@ -100,4 +105,7 @@ def build_optimizer(
         parts.append(scale_by_fan_in(params, labels))
     if embedding_lr_scale != 1.0:
         parts.append(scale_by_label(params, {EMBEDDING: embedding_lr_scale}, labels))
-    return optax.chain(*parts)
+    chained = optax.chain(*parts)
+    if not is_concrete(average_decay) or average_decay > 0:
+        return average_params(chained, average_decay)
+    return chained

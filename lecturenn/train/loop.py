@@ -20,6 +20,7 @@ import numpy as np
 from lecturenn.errors import UserError
 from lecturenn.models.base import Model
 from lecturenn.nn import losses
+from lecturenn.optim.averaging import averaged_params
 from lecturenn.optim.schedules import set_lr_scale
 from lecturenn.train import epochs as epochs_lib
 from lecturenn.train.checkpoint import Checkpointer
@@ -166,6 +167,9 @@ def fit(
     - ``diagnose(params, state) -> dict`` adds per-epoch diagnostics to the metrics row.
     - ``learning_rate(epoch)``: the schedule's rate at the epoch's start; the row records it
       (times the plateau halvings) as ``lr``.
+
+    With an optimizer that averages the parameters (optim/averaging.py), evaluation, diagnostics
+    and the kept parameters use the average; training continues from the parameters as trained.
     """
     policy = policy or Policy()
     init_key, key = jax.random.split(key)
@@ -203,17 +207,18 @@ def fit(
                 f"optim.learning_rate or set optim.clip_global_norm{kept}"
             )
         params, state, opt_state = new[:3]
+        shown = averaged_params(opt_state, params)  # the parameters as trained, or their average
         if policy.halve_lr_on_plateau:
             row["lr_scale"] = history.lr_scale
         if learning_rate is not None:
             row["lr"] = learning_rate(epoch) * history.lr_scale
         if valid is not None:
-            row.update({f"val_{k}": v for k, v in evaluate(params, state, valid).items()})
+            row.update({f"val_{k}": v for k, v in evaluate(shown, state, valid).items()})
         if diagnose is not None:
-            row.update(diagnose(params, state))
+            row.update(diagnose(shown, state))
         improved, halved = policy.record(history, row)
         if improved:
-            best = (params, state)
+            best = (shown, state)
         if halved:
             opt_state = set_lr_scale(opt_state, history.lr_scale)
         if checkpointer is not None:

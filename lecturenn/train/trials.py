@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lecturenn.optim.averaging import averaged_params
 from lecturenn.optim.schedules import set_lr_scale
 from lecturenn.train import loop
 from lecturenn.train.step import make_step
@@ -145,7 +146,8 @@ def train_vmapped(
         )
         losses, auxes, moved = jax.device_get((losses, auxes, moved))
         seconds = time.perf_counter() - started
-        trials = unstack((params, state)) if valid is not None else None
+        shown = averaged_params(opt_state, params)  # as trained, or their average
+        trials = unstack((shown, state)) if valid is not None else None
         rows: list[dict | None] = [None] * num_trials
         improved = np.zeros(num_trials, bool)
         for i in np.flatnonzero(active):
@@ -163,7 +165,7 @@ def train_vmapped(
             rows[i] = row
             if history.stopped_early:
                 active[i] = False
-        best = select(jnp.asarray(improved), (params, state), best)
+        best = select(jnp.asarray(improved), (shown, state), best)
         if policy.halve_lr_on_plateau:
             scales = jnp.asarray([h.lr_scale for h in histories], jnp.float32)
             opt_state = set_lr_scale(opt_state, scales)

@@ -61,6 +61,7 @@ def make_optimizer(optim_cfg, params=None, labels=None, steps_per_epoch: int | N
         l2=optim_cfg.l2,
         fan_in_scaling=optim_cfg.fan_in_scaling,
         embedding_lr_scale=optim_cfg.embedding_lr_scale,
+        average_decay=optim_cfg.average_decay,
         params=params,
         labels=labels,
         **optim_cfg.options,
