@@ -292,7 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("eval", help="entity-level P/R/F1 of a trained tagger run (conlleval)")
-    p.add_argument("run", help="run folder of a window tagger")
+    p.add_argument(
+        "run",
+        nargs="+",
+        help="run folder of a window tagger; several (one config's seeds): their ensemble",
+    )
     p.add_argument("--split", default="test", help="train | valid | test")
     p.add_argument("--predictions", help="also write conlleval input (token gold pred) here")
     p.set_defaults(func=_cmd_eval)

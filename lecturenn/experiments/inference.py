@@ -145,20 +145,50 @@ def split_name(split: str) -> str:
     return name
 
 
-def evaluate_run(run_dir, split: str = "test", predictions_path=None) -> str:
+def _check_combinable(paths: list, runs: list[Run]) -> None:
+    """An ensemble's runs must read the data alike and score the same way."""
+    first = runs[0]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        for what, mine, theirs in (
+            ("vocabularies", run.vocabs, first.vocabs),
+            ("[data] settings", run.config.data, first.config.data),
+            ("model.scoring", run.model_config.scoring, first.model_config.scoring),
+        ):
+            if mine != theirs:
+                raise UserError(
+                    f"{path}: its {what} differ from those of {paths[0]}; an ensemble needs runs "
+                    "of one config (e.g. its seeds)"
+                )
+
+
+def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
     """conlleval's per-entity table of a trained tagger on ``split``; with ``predictions_path``,
-    also write the predictions in conlleval's input format (original tags)."""
+    also write the predictions in conlleval's input format (original tags).
+
+    ``run_dirs``: one run folder, or several (runs of one config, e.g. its seeds): then the
+    table is their ensemble's, each sentence decoded from the models' averaged scores
+    (``tagging.make_ensemble_predict``)."""
+    paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
     name = split_name(split)
     if predictions_path is not None:
         folder = Path(predictions_path).parent
         if not folder.is_dir():
             raise UserError(f"--predictions {predictions_path}: no folder {folder}")
-    run, vocabs = _tagger(run_dir)
-    check_data_digest(run, tagging.split_file(run.config.data, name))
+    taggers = [_tagger(path) for path in paths]
+    runs = [run for run, _ in taggers]
+    run, vocabs = taggers[0]
+    _check_combinable(paths, runs)
+    for each in runs:
+        check_data_digest(each, tagging.split_file(run.config.data, name))
     sentences = tagging.read_split(run.config.data, name)
     data = tagging.eval_split(run.config, sentences, vocabs)
-    predict = tagging.make_predict(run.model, vocabs, run.config.data.scheme)
-    tags = predict(run.params, run.state, data)[0]
+    if len(runs) == 1:
+        predict = tagging.make_predict(run.model, vocabs, run.config.data.scheme)
+        tags = predict(run.params, run.state, data)[0]
+    else:
+        configs = [each.model_config for each in runs]
+        predict = tagging.make_ensemble_predict(configs, vocabs, run.config.data.scheme)
+        tags = predict([each.params for each in runs], data)
     if predictions_path is not None:
         tagging.write_predictions(Path(predictions_path), data, tags)
     return format_conlleval_table(entity_f1([s.ner for s in data.sentences], tags, data.scheme))

@@ -297,22 +297,45 @@ def manual_value_and_grad(cfg: WindowTaggerConfig, params, state, batch, key):
     return (value, (state, aux)), {name: grads[name] for name in params}
 
 
+def ner_scores(cfg: WindowTaggerConfig, params, inputs):
+    """What the NER tags are decoded from, in eval mode: the (S, L, K) scores and, under SLL,
+    the transition scores ``{"A", "A0"}`` (else None).
+
+    Several models' outputs can be averaged before ``decode`` (an ensemble of seeds). Under
+    softmax scoring the scores are log-probabilities, so the average is the log of the geometric
+    mean of the models' per-token distributions. Under SLL a path's score is linear in both, so
+    the average is the mean of the models' path scores (each model's log-partition is the same
+    for every path of a sentence, so arg max mean log p = arg max mean score)."""
+    scores = _forward(cfg, params, inputs, jax.random.PRNGKey(0), False, False)["scores"]
+    if cfg.scoring == "sll":
+        return scores, params["transitions"]
+    if cfg.scoring == "softmax":
+        return jax.nn.log_softmax(scores, axis=-1), None
+    return scores, None
+
+
+def decode(scores, transitions, mask):
+    """Tag ids (S, L) from ``ner_scores``: the Viterbi path under SLL (``transitions`` given),
+    the per-token arg max otherwise; padded positions get 0."""
+    mask = jnp.asarray(mask)
+    if transitions is not None:
+        tags = sequence.viterbi(scores, transitions["A"], transitions["A0"], mask)[0]
+    else:
+        tags = jnp.argmax(scores, axis=-1)
+    return jnp.where(mask > 0, tags, 0).astype(jnp.int32)
+
+
 def predict(cfg: WindowTaggerConfig, params, state, inputs, head="ner"):
     """Tag ids (S, L): Viterbi paths under SLL, per-token arg max otherwise; padded positions
     get 0. ``head="pos"`` gives the POS head's arg max (multitask models)."""
     del state
+    if head != "pos":
+        return decode(*ner_scores(cfg, params, inputs), inputs["mask"])
+    if not cfg.multitask_pos:
+        raise UserError("this model has no POS head (model.multitask_pos = false)")
     out = _forward(cfg, params, inputs, jax.random.PRNGKey(0), False, False)
     mask = jnp.asarray(inputs["mask"])
-    if head == "pos":
-        if not cfg.multitask_pos:
-            raise UserError("this model has no POS head (model.multitask_pos = false)")
-        tags = jnp.argmax(out["pos_scores"], axis=-1)
-    elif cfg.scoring == "sll":
-        t = params["transitions"]
-        tags = sequence.viterbi(out["scores"], t["A"], t["A0"], mask)[0]
-    else:
-        tags = jnp.argmax(out["scores"], axis=-1)
-    return jnp.where(mask > 0, tags, 0).astype(jnp.int32)
+    return jnp.where(mask > 0, jnp.argmax(out["pos_scores"], axis=-1), 0).astype(jnp.int32)
 
 
 def labels(params) -> Any:

@@ -3,6 +3,7 @@ seqeval's on the written predictions, ``evaluate_run`` and ``tag_text`` on it, t
 width-bucketed epoch, GloVe initialisation."""
 
 import itertools
+import json
 from pathlib import Path
 
 import jax
@@ -18,9 +19,11 @@ from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import inference, runner
 from lecturenn.experiments.tasks import tagging
+from lecturenn.models import window_tagger
 from lecturenn.models.base import Model
 from lecturenn.models.window_tagger import WindowTaggerConfig
 from lecturenn.train import epochs
+from lecturenn.train.metrics import entity_f1
 from lecturenn.train.step import make_step
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("ner_*.toml"))
@@ -233,3 +236,75 @@ def test_eval_reads_the_run_folders_vocabularies_and_warns_when_a_file_changed(
     inference.evaluate_run(run_dir, "test")
     err = capsys.readouterr().err
     assert "warning" in err and "eng.testb" in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def second_seed(trained_run, tmp_path_factory):
+    """The trained run's config with another seed: a two-model ensemble."""
+    _, _, data = trained_run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LECTURENN_DATA", str(data))
+        folder = tmp_path_factory.mktemp("seed1")
+        (folder / "tiny.toml").write_text(CONFIG.replace("epochs = 3", "epochs = 3\nseed = 1"))
+        runner.run(config_lib.load_config(folder / "tiny.toml"), folder / "run", quiet=True)
+        return folder / "run"
+
+
+def _path_score(scores, transitions, path):
+    """A tag path's sentence score under SLL: Σ_t s[t, y_t] + A0[y_0] + Σ_t A[y_{t-1}, y_t]."""
+    total = float(transitions["A0"][path[0]]) + sum(float(scores[t, y]) for t, y in enumerate(path))
+    return total + sum(float(transitions["A"][a, b]) for a, b in itertools.pairwise(path))
+
+
+def test_an_ensemble_decodes_the_path_with_the_best_summed_score(trained_run, second_seed):
+    run_dir, _, data = trained_run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LECTURENN_DATA", str(data))
+        runs = [inference._tagger(path) for path in (run_dir, second_seed)]
+        _, vocabs = runs[0]
+        cfg = runs[0][0].config
+        split = tagging.eval_split(cfg, tagging.read_split(cfg.data, "test"), vocabs)
+        # the same run twice is the run itself
+        alone = inference.evaluate_run(run_dir, "test")
+        assert inference.evaluate_run([run_dir, run_dir], "test") == alone
+        both = inference.evaluate_run([run_dir, second_seed], "test")
+    configs = [run.model_config for run, _ in runs]
+    params = [run.params for run, _ in runs]
+    ensemble = tagging.make_ensemble_predict(configs, vocabs, cfg.data.scheme)
+    index, batch = split.batches[0]
+    outs = [window_tagger.ner_scores(c, p, batch) for c, p in zip(configs, params, strict=True)]
+    singles = [window_tagger.decode(s, t, batch["mask"]) for s, t in outs]
+    mean = (outs[0][0] + outs[1][0]) / 2
+    mean_t = jax.tree.map(lambda a, b: (a + b) / 2, outs[0][1], outs[1][1])
+    picked = window_tagger.decode(mean, mean_t, batch["mask"])
+    disagreements = 0
+    for row in range(len(index)):
+        n = int(np.asarray(batch["mask"][row]).sum())
+        paths = [np.asarray(p[row, :n]) for p in (picked, *singles)]
+        # summed over both models, the ensemble's path scores at least as high as each model's
+        summed = [sum(_path_score(s[row, :n], t, path) for s, t in outs) for path in paths]
+        assert summed[0] >= max(summed[1:]) - 1e-9
+        disagreements += not np.array_equal(paths[1], paths[2])
+    assert disagreements > 0  # two seeds that never disagree would prove nothing here
+    f1 = entity_f1([s.ner for s in split.sentences], ensemble(params, split), split.scheme)["f1"]
+    assert f"FB1: {f1:6.2f}" in both.splitlines()[1]
+
+
+def test_an_ensemble_of_runs_that_read_the_data_differently_is_refused(
+    trained_run, tmp_path, capsys
+):
+    import shutil
+
+    from lecturenn.cli import main
+
+    run_dir, _, data = trained_run
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    vocab = json.loads((other / "vocab.json").read_text())
+    vocab["words"] = vocab["words"][:-1]
+    (other / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LECTURENN_DATA", str(data))
+        assert main(["eval", str(run_dir), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(other) in err and "vocabularies" in err

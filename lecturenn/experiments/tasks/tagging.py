@@ -244,13 +244,46 @@ def make_predict(model, vocabs: Vocabs, train_scheme: str):
             batch_tags, loss, batch_pos = (np.asarray(x) for x in run(params, state, batch))
             weight = float(np.asarray(batch["mask"]).sum())
             loss_sum, weight_sum = loss_sum + float(loss) * weight, weight_sum + weight
-            for row, i in enumerate(index):
-                n = len(split.sentences[i].words)
-                predicted = vocabs.tags.decode(batch_tags[row, :n])
-                tags[i] = convert(predicted, train_scheme, split.scheme)
-                if multitask:
-                    pos[i] = vocabs.pos.decode(batch_pos[row, :n])
+            _decode_rows(split, index, batch_tags, vocabs, train_scheme, tags)
+            if multitask:
+                for row, i in enumerate(index):
+                    pos[i] = vocabs.pos.decode(batch_pos[row, : len(split.sentences[i].words)])
         return tags, loss_sum / max(weight_sum, 1.0), pos if multitask else None
+
+    return predict
+
+
+def _decode_rows(split: EvalSplit, index, batch_tags, vocabs: Vocabs, train_scheme, tags) -> None:
+    """Write the tag names of a batch's rows into ``tags`` (indexed like ``split.sentences``),
+    converted from the training scheme to the file's."""
+    for row, i in enumerate(index):
+        predicted = vocabs.tags.decode(batch_tags[row, : len(split.sentences[i].words)])
+        tags[i] = convert(predicted, train_scheme, split.scheme)
+
+
+def make_ensemble_predict(model_configs, vocabs: Vocabs, train_scheme: str):
+    """predict(params_list, split) -> the tag sequences (the file's scheme) decoded from the
+    average of the models' scores (``window_tagger.ner_scores``): an ensemble of taggers trained
+    on the same vocabularies, e.g. the seeds of one config."""
+
+    @jax.jit
+    def run(params_list, batch):
+        outs = [
+            window_tagger.ner_scores(cfg, params, batch)
+            for cfg, params in zip(model_configs, params_list, strict=True)
+        ]
+        scores = sum(s for s, _ in outs) / len(outs)
+        transitions = outs[0][1]
+        if transitions is not None:
+            transitions = jax.tree.map(lambda *t: sum(t) / len(t), *(t for _, t in outs))
+        return window_tagger.decode(scores, transitions, batch["mask"])
+
+    def predict(params_list, split: EvalSplit):
+        tags = [None] * len(split.sentences)
+        for index, batch in split.batches:
+            batch_tags = np.asarray(run(list(params_list), batch))
+            _decode_rows(split, index, batch_tags, vocabs, train_scheme, tags)
+        return tags
 
     return predict
 
