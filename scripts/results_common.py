@@ -74,10 +74,15 @@ def keep_record(run: Run, extras: dict | None = None) -> dict | None:
     if not summary_path.exists():
         return None
     metrics = (run.folder / "metrics.jsonl").read_text().splitlines()
-    record = {
-        "command": run.command(),
+    summary = json.loads(summary_path.read_text())
+    kept = record(run)
+    # the same finished run kept before: its command stays (it may have been written by hand
+    # for a run made with other flags than the generated command's)
+    same = kept is not None and kept.get("summary") == summary
+    entry = {
+        "command": kept["command"] if same else run.command(),
         "config": (run.folder / "config.toml").read_text(),
-        "summary": json.loads(summary_path.read_text()),
+        "summary": summary,
         "metrics": [json.loads(line) for line in metrics if line],
         "files": {
             name: json.loads((run.folder / name).read_text())
@@ -88,9 +93,9 @@ def keep_record(run: Run, extras: dict | None = None) -> dict | None:
     }
     run.record_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = run.record_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
     tmp.replace(run.record_path)
-    return record
+    return entry
 
 
 def record(run: Run) -> dict | None:

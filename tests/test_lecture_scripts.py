@@ -108,6 +108,17 @@ def test_lm_page_is_rebuilt_from_committed_records_alone(results_root, monkeypat
     assert kept["summary"] == summary and kept["metrics"] == epochs
     assert kept["command"].startswith("lecturenn run configs/ptb_nplm.toml")
     assert "train.seed=0" in kept["command"]
+    # a command written into the record by hand (the run was made another way) survives a
+    # second --keep of the same finished run, and a new result replaces it
+    record_path = results_root / "records" / "lm" / "ptb_nplm_s0.json"
+    record_path.write_text(json.dumps({**kept, "command": "lecturenn run by hand"}))
+    main("--keep")
+    assert json.loads(record_path.read_text())["command"] == "lecturenn run by hand"
+    (folder / "summary.json").write_text(json.dumps({**summary, "wall_seconds": 1.0}))
+    main("--keep")
+    assert json.loads(record_path.read_text())["command"] == kept["command"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    main("--keep")
     written = page.read_text()
     rows = {row[0]: row for row in table_rows(written, "model")}
     assert rows["ptb_nplm"][1:3] == ["0", "**149.8**"]
