@@ -91,10 +91,7 @@ def keep_record(run: Run, extras: dict | None = None) -> dict | None:
         },
         **(extras or {}),
     }
-    run.record_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run.record_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
-    tmp.replace(run.record_path)
+    write_record(run.record_path, entry)
     return entry
 
 
@@ -103,6 +100,14 @@ def record(run: Run) -> dict | None:
     if run.record_path.exists():
         return json.loads(run.record_path.read_text())
     return None
+
+
+def write_record(path: Path, entry: dict) -> None:
+    """A record, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def keep_finished(runs: list[Run], extras=None) -> None:
@@ -207,9 +212,11 @@ def write_page(path: Path, text: str, check: bool) -> None:
     print(f"-> {path}")
 
 
-def main(doc: str, runs: list[Run], page: Path, build, extras=None) -> None:
+def main(doc: str, runs: list[Run], page: Path, build, extras=None, keep_more=None) -> None:
     """What every reproduce script does: ``--list``, ``--keep``, ``--run``, then the page from the
-    records (``build()`` returns its text), written or, with ``--check``, compared."""
+    records (``build()`` returns its text), written or, with ``--check``, compared.
+    ``keep_more()``: records made from several finished runs (e.g. ensembles), after ``--keep``
+    and ``--run``."""
     args = arguments(doc)
     if args.list:
         list_runs(runs)
@@ -218,4 +225,6 @@ def main(doc: str, runs: list[Run], page: Path, build, extras=None) -> None:
         keep_finished(runs, extras)
     if args.run:
         train_missing(runs, args.only, extras)
+    if keep_more is not None and (args.keep or args.run):
+        keep_more()
     write_page(page, build(), args.check)

@@ -161,19 +161,12 @@ def _check_combinable(paths: list, runs: list[Run]) -> None:
                 )
 
 
-def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
-    """conlleval's per-entity table of a trained tagger on ``split``; with ``predictions_path``,
-    also write the predictions in conlleval's input format (original tags).
-
-    ``run_dirs``: one run folder, or several (runs of one config, e.g. its seeds): then the
-    table is their ensemble's, each sentence decoded from the models' averaged scores
-    (``tagging.make_ensemble_predict``)."""
+def tag_split(run_dirs, split: str = "test") -> tuple[tagging.EvalSplit, list]:
+    """(the split's sentences, the predicted tags in the file's scheme) of a trained tagger, or
+    of several runs of one config (e.g. its seeds) as an ensemble: each sentence decoded from the
+    models' averaged scores (``tagging.make_ensemble_predict``)."""
     paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
     name = split_name(split)
-    if predictions_path is not None:
-        folder = Path(predictions_path).parent
-        if not folder.is_dir():
-            raise UserError(f"--predictions {predictions_path}: no folder {folder}")
     taggers = [_tagger(path) for path in paths]
     runs = [run for run, _ in taggers]
     run, vocabs = taggers[0]
@@ -184,11 +177,22 @@ def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
     data = tagging.eval_split(run.config, sentences, vocabs)
     if len(runs) == 1:
         predict = tagging.make_predict(run.model, vocabs, run.config.data.scheme)
-        tags = predict(run.params, run.state, data)[0]
-    else:
-        configs = [each.model_config for each in runs]
-        predict = tagging.make_ensemble_predict(configs, vocabs, run.config.data.scheme)
-        tags = predict([each.params for each in runs], data)
+        return data, predict(run.params, run.state, data)[0]
+    configs = [each.model_config for each in runs]
+    predict = tagging.make_ensemble_predict(configs, vocabs, run.config.data.scheme)
+    return data, predict([each.params for each in runs], data)
+
+
+def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
+    """conlleval's per-entity table of a trained tagger on ``split`` (several run folders: of
+    their ensemble, ``tag_split``); with ``predictions_path``, also write the predictions in
+    conlleval's input format (original tags)."""
+    split_name(split)
+    if predictions_path is not None:
+        folder = Path(predictions_path).parent
+        if not folder.is_dir():
+            raise UserError(f"--predictions {predictions_path}: no folder {folder}")
+    data, tags = tag_split(run_dirs, split)
     if predictions_path is not None:
         tagging.write_predictions(Path(predictions_path), data, tags)
     return format_conlleval_table(entity_f1([s.ner for s in data.sentences], tags, data.scheme))
