@@ -2,10 +2,11 @@
 operation classified from the compiled program's HLO.
 
     python benchmarks/profile_steps.py [--only lstm_ptb_small cnn_fashion] [--calls 10]
-    # writes benchmarks/results/profile.json
+    # writes benchmarks/results/profile.json (--out NAME: NAME.json)
 
-For each model (bench_models.py's networks at their configs' sizes, plus the MLP of
-bench_grads.py at 1024×3, batch 128) and each way of computing the gradient (hand-written,
+For each model (bench_models.py's networks at their configs' sizes, plus two MLPs of
+bench_grads.py, batch 128: 1024×3 relu and 256×2 tanh, where hand-written/jax.grad is furthest
+from 1) and each way of computing the gradient (hand-written,
 ``jax.grad``), the jitted step is compiled, called ``--calls`` times under
 ``jax.profiler.trace(create_perfetto_trace=True)``, and the trace's XLA events are summed per
 operation as *self* time (an event's duration minus the events nested inside it on the same
@@ -37,7 +38,8 @@ from lecturenn.models import mlp
 from lecturenn.optim.transforms import sgd
 from lecturenn.train.step import make_step
 
-MODELS = (*DEFAULT, "mlp_1024x3")
+MLPS = {"mlp_1024x3": (1024, 3, "relu"), "mlp_256x2_tanh": (256, 2, "tanh")}
+MODELS = (*DEFAULT, *MLPS)
 CATEGORIES = ("convolution", "matmul", "scatter", "sort", "reduction", "elementwise")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+?)(?:\{[^}]*\})?\s+([\w\-]+)\(")
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
@@ -123,8 +125,10 @@ def self_times(events: list[dict]) -> dict[str, float]:
     return dict(out)
 
 
-def mlp_step():
-    cfg = mlp.MLPConfig(input_dim=784, num_classes=10, hidden=(1024,) * 3, activation="relu")
+def mlp_step(width: int, depth: int, activation: str):
+    cfg = mlp.MLPConfig(
+        input_dim=784, num_classes=10, hidden=(width,) * depth, activation=activation
+    )
     model = mlp.make(cfg)
     key = jax.random.PRNGKey(0)
     params, state = model.init(key)
@@ -180,11 +184,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default="profile", help="benchmarks/results/OUT.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     rows = {}
     for name in args.only:
-        steps = mlp_step() if name == "mlp_1024x3" else bench_steps(name)
+        steps = mlp_step(*MLPS[name]) if name in MLPS else bench_steps(name)
         wall = time_rounds(
             {g: (lambda s=s, a=a: s(*a)) for g, (s, a) in steps.items()},
             repeats=args.rounds,
@@ -199,7 +204,7 @@ def main() -> None:
             print(f"{name:15s} {g:8s} {r['wall_ms_per_step'][0]:7.1f} ms: {shares}", flush=True)
     print(
         write_json(
-            "profile",
+            args.out,
             {
                 "benchmark": "training_step_profile",
                 "machine": machine(),
