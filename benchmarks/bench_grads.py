@@ -2,7 +2,9 @@
 
     python benchmarks/bench_grads.py            # writes benchmarks/results/grads.json
     python benchmarks/bench_grads.py --same-program   # → grads_same_program.json
-
+    taskset -c 0 python benchmarks/bench_grads.py --out grads_one_core
+    XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false \
+        python benchmarks/bench_grads.py --out grads_sequential_scheduler
 
 Per shape, the two steps are timed in interleaved rounds (``--repeats``, ``--number`` calls
 each); every figure is [median, min, max] over the rounds, the ratio taken round by round, with
@@ -76,6 +78,10 @@ def main() -> None:
     parser.add_argument(
         "--same-program", action="store_true", help="the control: manual vs a second compilation"
     )
+    parser.add_argument(
+        "--out",
+        help="results file name (default: grads, or grads_same_program with --same-program)",
+    )
     args = parser.parse_args()
     cases = {
         f"{width}x{depth}_{activation}": (width, depth, activation)
@@ -104,7 +110,7 @@ def main() -> None:
     )
     worst = max(r["manual_over_autodiff_time"][0] for r in rows.values())
     path = write_json(
-        "grads_same_program" if args.same_program else "grads",
+        args.out or ("grads_same_program" if args.same_program else "grads"),
         {
             "benchmark": "mlp_step_manual_vs_autodiff"
             + ("_with_a_second_compilation_of_manual" if args.same_program else ""),

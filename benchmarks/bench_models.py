@@ -313,12 +313,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--number", type=int, default=5, help="steps per timed call")
     parser.add_argument("--only", nargs="*", default=DEFAULT, choices=list(MODELS))
+    parser.add_argument("--out", default="models", help="benchmarks/results/OUT.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     rows = each_with_load(
         args.only, lambda name: measure(name, args.rounds, args.number), summary_line
     )
-    path = Path(__file__).parent / "results" / "models.json"
+    path = Path(__file__).parent / "results" / f"{args.out}.json"
     kept = json.loads(path.read_text())["models"] if path.exists() else {}
     head = {
         "benchmark": "model_training_speed",
@@ -328,7 +329,7 @@ def main() -> None:
         "goals": {"speedup_over_pytorch_min": 1.5, "manual_over_autodiff_time_max": 1.0},
     }
     # models not measured this time keep their rows, each with the load it was measured under
-    print(write_json("models", {**head, "models": {**kept, **rows}}))
+    print(write_json(args.out, {**head, "models": {**kept, **rows}}))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def machine() -> dict:
         "platform": platform.platform(),
         "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),  # fewer under taskset
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "load_average_1_5_15min": list(os.getloadavg()),
