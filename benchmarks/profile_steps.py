@@ -13,7 +13,8 @@ operation as *self* time (an event's duration minus the events nested inside it 
 thread). Each operation is looked up in the compiled HLO text (``.compile().as_text()``): a
 fusion is classed by what its fused computation holds, in this order: convolution, matmul
 (``dot``), scatter, sort, reduction, else elementwise; an unfused instruction by its opcode;
-``while`` is the loop's own bookkeeping (its body's operations are counted apart). The profiler
+``while`` is the loop's own bookkeeping (its body's operations are counted apart).
+``share_by_thread`` says how the operations' time spread over the runtime's threads. The profiler
 adds a cost per event, so the figures are shares of the traced time, beside the step's untraced
 wall time (median of interleaved rounds).
 """
@@ -157,6 +158,11 @@ def profile(step, args, calls: int) -> dict:
         data = json.loads(gzip.decompress(trace.read_bytes()))
     events = data["traceEvents"] if isinstance(data, dict) else data
     times = {n: t for n, t in self_times(events).items() if n in table}
+    per_thread: dict = collections.defaultdict(float)
+    for e in events:
+        if e.get("ph") == "X" and e.get("name") in table:
+            per_thread[e.get("tid")] += e.get("dur", 0.0)
+    thread_total = sum(per_thread.values()) or 1.0
     total = sum(times.values())
     by_category: dict[str, float] = collections.defaultdict(float)
     for op, t in times.items():
@@ -164,6 +170,10 @@ def profile(step, args, calls: int) -> dict:
     top = sorted(times.items(), key=lambda kv: -kv[1])[:8]
     return {
         "traced_op_ms_per_step": total / calls / 1e3,
+        # how the operations' time (with nested events) spreads over the runtime's threads
+        "share_by_thread": [
+            round(t / thread_total, 3) for t in sorted(per_thread.values(), reverse=True)
+        ],
         "share_by_category": {
             c: round(t / total, 4) for c, t in sorted(by_category.items(), key=lambda kv: -kv[1])
         },
