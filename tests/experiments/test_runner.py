@@ -144,6 +144,27 @@ def test_resume_accepts_a_run_whose_config_predates_a_new_default_field(tmp_path
     assert main(["run", str(path), "--resume", str(out), "--quiet"]) == 0
 
 
+def test_a_run_with_parameter_averaging_extends_to_the_run_of_all_its_epochs(tmp_path):
+    # the moving average and its step count live in the optimizer state: a run of 2 epochs
+    # continued to 5 must keep them, or its kept (averaged) parameters drift from a 5-epoch run's
+    averaging = "average_decay = 0.9\n"
+    short = _config(tmp_path, epochs=2, name="short.toml")
+    short.write_text(short.read_text().replace("[train]", averaging + "[train]"))
+    longer = _config(tmp_path, epochs=5, name="longer.toml")
+    longer.write_text(longer.read_text().replace("[train]", averaging + "[train]"))
+    assert main(["run", str(short), "--out", str(tmp_path / "extended"), "--quiet"]) == 0
+    assert main(["run", str(longer), "--resume", str(tmp_path / "extended"), "--quiet"]) == 0
+    assert main(["run", str(longer), "--out", str(tmp_path / "whole"), "--quiet"]) == 0
+    a, b = _arrays(tmp_path / "extended"), _arrays(tmp_path / "whole")
+    assert a.keys() == b.keys() and any("average" in k for k in a), sorted(a)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    rows = [
+        json.loads(r) for r in (tmp_path / "extended" / "metrics.jsonl").read_text().splitlines()
+    ]
+    again = [json.loads(r) for r in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in again]
+
+
 def test_a_run_folder_another_process_is_writing_is_refused(tmp_path, capsys):
     import fcntl
 
