@@ -45,17 +45,24 @@ SAMPLE = dict(prime="ROMEO:", length=500, temperature=0.8, seed=0)
 
 # The adding problem: one config (the IRNN at T = 400), each cell and length a --set of it; the
 # LSTM with Le et al.'s large forget-gate bias and a larger learning rate.
-ADDING_LENGTHS = (100, 200, 400)
 ADDING_CELLS = ("tanh", "irnn", "lstm")
+# the cells trained at each length (T = 1000, the stretch: the IRNN, for 80 epochs, and the LSTM)
+ADDING_PLAN = {100: ADDING_CELLS, 200: ADDING_CELLS, 400: ADDING_CELLS, 1000: ("irnn", "lstm")}
 ADDING_RECIPE = {
     "tanh": (),
     "irnn": (),
     "lstm": ("model.forget_bias=4.0", "optim.learning_rate=1e-2", "train.epochs=20"),
 }
+ADDING_LONGER = {("irnn", 1000): ("train.epochs=80",)}
 
 
 def adding_overrides(cell: str, length: int) -> tuple[str, ...]:
-    return (f'model.cell="{cell}"', f"data.length={length}", *ADDING_RECIPE[cell])
+    return (
+        f'model.cell="{cell}"',
+        f"data.length={length}",
+        *ADDING_RECIPE[cell],
+        *ADDING_LONGER.get((cell, length), ()),
+    )
 
 
 def ptb_runs() -> list[Run]:
@@ -69,8 +76,8 @@ def char_runs() -> list[Run]:
 def adding_runs() -> list[Run]:
     return [
         Run("lm", f"adding_{cell}_T{length}", "adding_problem", adding_overrides(cell, length))
-        for length in ADDING_LENGTHS
-        for cell in ADDING_CELLS
+        for length, cells in ADDING_PLAN.items()
+        for cell in cells
     ]
 
 
@@ -182,16 +189,23 @@ def adding_section() -> list[str]:
         "its header gives the recipe (fresh sequences every step, batch 16, Adam, clipping at 1); "
         "each cell is `--set model.cell=... --set data.length=...` of it. Le et al. (2015, Fig. 2) "
         "solve T = 400 with both the IRNN and the LSTM; here too, while the tanh RNN, which learns "
-        "T = 100, stays at the baseline from T = 200 on.",
+        "T = 100, stays at the baseline from T = 200 on. T = 1000 goes beyond the paper's lengths: "
+        "there the LSTM's recipe solves it in its 5th epoch, while the IRNN's stays at the "
+        "baseline through 80 epochs (80,000 fresh batches), more than three times the steps it "
+        "needs at T = 400 (about 22 epochs to an MSE under 0.01): "
+        "with these recipes the IRNN matches the LSTM up to T = 400, not at T = 1000. "
+        "The tanh RNN is not trained at T = 1000 (—).",
         "",
         "| T | " + " | ".join(ADDING_CELLS) + " |",
         "|---|" + "---|" * len(ADDING_CELLS),
     ]
-    for length in ADDING_LENGTHS:
+    for length, planned in ADDING_PLAN.items():
         cells = []
         for cell in ADDING_CELLS:
             rec = record(Run("lm", f"adding_{cell}_T{length}", "adding_problem"))
-            if rec is None:
+            if cell not in planned:
+                cells.append("—")
+            elif rec is None:
                 cells.append("not run")
             else:
                 s, load = rec["summary"], load_at_end(rec).split(" / ")[0]
