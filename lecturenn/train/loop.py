@@ -204,7 +204,8 @@ def fit(
             kept = "; the last good checkpoint is kept" if checkpointer is not None else ""
             raise DivergedError(
                 f"training loss became {row['train_loss']} in epoch {epoch}; lower "
-                f"optim.learning_rate or set optim.clip_global_norm{kept}"
+                f"optim.learning_rate, or clip the gradients with optim.clip_global_norm (a "
+                f"smaller value if it is set){kept}"
             )
         params, state, opt_state = new[:3]
         shown = averaged_params(opt_state, params)  # the parameters as trained, or their average

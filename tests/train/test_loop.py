@@ -90,5 +90,7 @@ def test_fit_learns_and_keeps_the_best_validation_epoch():
 def test_nan_loss_stops_with_a_clear_error():
     data = _data()
     data["x"] = data["x"].at[0, 0].set(jnp.nan)
-    with pytest.raises(loop.DivergedError, match="training loss became nan in epoch 1"):
+    with pytest.raises(loop.DivergedError, match="training loss became nan in epoch 1") as error:
         loop.fit(_model(), optax.sgd(0.1), data, epochs=2, batch_size=96, key=jax.random.PRNGKey(0))
+    # the remedies, by the keys a user sets (clipping may already be on: a smaller value helps)
+    assert "optim.learning_rate" in str(error.value) and "a smaller value" in str(error.value)
