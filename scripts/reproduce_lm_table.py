@@ -202,10 +202,11 @@ def adding_section() -> list[str]:
     for length, planned in ADDING_PLAN.items():
         cells = []
         for cell in ADDING_CELLS:
-            rec = record(Run("lm", f"adding_{cell}_T{length}", "adding_problem"))
             if cell not in planned:
                 cells.append("—")
-            elif rec is None:
+                continue
+            rec = record(Run("lm", f"adding_{cell}_T{length}", "adding_problem"))
+            if rec is None:
                 cells.append("not run")
             else:
                 s, load = rec["summary"], load_at_end(rec).split(" / ")[0]

@@ -38,6 +38,14 @@ def _config(tmp_path, epochs=6, extra="", name="xor.toml"):
     return path
 
 
+def _rows(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without the timing fields, which differ between identical runs."""
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in ("seconds", "steps_per_s")}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
 def _arrays(run_dir: Path) -> dict:
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     with np.load(run_dir / "checkpoints" / latest / "arrays.npz", allow_pickle=False) as f:
@@ -69,15 +77,7 @@ def test_same_config_and_seed_give_bit_identical_metrics(tmp_path):
     cfg = config_lib.load_config(_config(tmp_path, epochs=3))
     run(cfg, tmp_path / "a", quiet=True)
     run(cfg, tmp_path / "b", quiet=True)
-    strip = [
-        {k: v for k, v in json.loads(line).items() if k not in ("seconds", "steps_per_s")}
-        for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
-    ]
-    again = [
-        {k: v for k, v in json.loads(line).items() if k not in ("seconds", "steps_per_s")}
-        for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert strip == again
+    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
     a, b = _arrays(tmp_path / "a"), _arrays(tmp_path / "b")
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -147,22 +147,16 @@ def test_resume_accepts_a_run_whose_config_predates_a_new_default_field(tmp_path
 def test_a_run_with_parameter_averaging_extends_to_the_run_of_all_its_epochs(tmp_path):
     # the moving average and its step count live in the optimizer state: a run of 2 epochs
     # continued to 5 must keep them, or its kept (averaged) parameters drift from a 5-epoch run's
-    averaging = "average_decay = 0.9\n"
-    short = _config(tmp_path, epochs=2, name="short.toml")
-    short.write_text(short.read_text().replace("[train]", averaging + "[train]"))
-    longer = _config(tmp_path, epochs=5, name="longer.toml")
-    longer.write_text(longer.read_text().replace("[train]", averaging + "[train]"))
+    short, longer = (_config(tmp_path, epochs=n, name=f"e{n}.toml") for n in (2, 5))
+    for path in (short, longer):  # average_decay is an [optim] key: it goes before [train]
+        path.write_text(path.read_text().replace("[train]", "average_decay = 0.9\n[train]"))
     assert main(["run", str(short), "--out", str(tmp_path / "extended"), "--quiet"]) == 0
     assert main(["run", str(longer), "--resume", str(tmp_path / "extended"), "--quiet"]) == 0
     assert main(["run", str(longer), "--out", str(tmp_path / "whole"), "--quiet"]) == 0
     a, b = _arrays(tmp_path / "extended"), _arrays(tmp_path / "whole")
     assert a.keys() == b.keys() and any("average" in k for k in a), sorted(a)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    rows = [
-        json.loads(r) for r in (tmp_path / "extended" / "metrics.jsonl").read_text().splitlines()
-    ]
-    again = [json.loads(r) for r in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in again]
+    assert _rows(tmp_path / "extended") == _rows(tmp_path / "whole")
 
 
 def test_a_run_folder_another_process_is_writing_is_refused(tmp_path, capsys):
