@@ -6,11 +6,13 @@ devices vs 1.
 (a) steps/s of a 64-128-10 MLP at batch 32 on digits (1,437 × 64): a Python loop of jitted steps
     vs the ``lax.scan`` epoch (goal ≥ 5×).
 (b) 16 random-search trials (learning rate, L2 or dropout, seed) trained as one vmapped program
-    (``train.trials``, what ``lecturenn sweep`` runs) vs the same 16 trials' epochs one after
-    another, each its own compiled scan epoch (goal ≥ 3× trial-steps/s per epoch), for three
-    configs: the quickstart MLP on digits, the window tagger on a part of CoNLL-2003 and the
-    PTB-small LSTM on a part of PTB. The MLP row also reports end to end (compilation included):
-    ``train_vmapped`` vs 16 ``loop.fit`` runs.
+    (``train.trials``) vs the same 16 trials' epochs one after another, each its own compiled
+    scan epoch (goal ≥ 3× trial-steps/s per epoch), for three configs: the quickstart MLP on
+    digits, the window tagger on a part of CoNLL-2003 and the PTB-small LSTM on a part of PTB.
+    Beside them, ``train_vmapped(per_call=1)``: one compiled unbatched program, the trials'
+    values traced, called for one trial after another; and what ``lecturenn sweep``'s
+    ``--trials-per-call auto`` picks from XLA's estimate of a step's flops. The MLP row also
+    reports end to end (compilation included): ``train_vmapped`` vs 16 ``loop.fit`` runs.
 (c) one epoch on 8 emulated CPU devices vs 1 device, in a child process started with
     XLA_FLAGS=--xla_force_host_platform_device_count=8. Report only: the 8 "devices" share this
     machine's cores, so this measures the overhead of sharding, not a speed-up.
@@ -129,6 +131,19 @@ def vmap_vs_sequential(name: str, repeats: int) -> dict:
     active = jnp.ones(NUM_TRIALS, bool)
     hp = {k: jnp.asarray(v) for k, v in hparams.items()}
 
+    # what train_vmapped(per_call=1) runs: the unbatched program, the trial's values traced,
+    # compiled once and called for each trial in turn
+    single = jax.jit(run)
+    first = trials.trial_slice((*stacked, hp), 0)
+    flops = trials.step_flops(single, *first, case.setup.train, trials.take_trials(plans, axes, 0))
+    one_by_one = [(i, i + 1) for i in range(NUM_TRIALS)]
+    everyone = np.ones(NUM_TRIALS, bool)
+
+    def one_per_call():
+        trial_values = (*stacked, hp)
+        args = (trial_values, everyone, train, (plans, axes))
+        return trials.run_slices(vmapped, single, one_by_one, *args)
+
     # the same trials one after another, each its own compiled epoch
     singles = []
     for i in range(NUM_TRIALS):
@@ -143,6 +158,7 @@ def vmap_vs_sequential(name: str, repeats: int) -> dict:
     seconds, spread = time_calls(
         {
             "vmap": lambda: vmapped(*stacked, hp, active, train, plans),
+            "one_per_call": one_per_call,
             "sequential": sequential,
         },
         repeats=repeats,
@@ -156,10 +172,27 @@ def vmap_vs_sequential(name: str, repeats: int) -> dict:
         "steps_per_epoch": steps,
         "vmap_trial_steps_per_s": NUM_TRIALS * steps / seconds["vmap"],
         "sequential_trial_steps_per_s": NUM_TRIALS * steps / seconds["sequential"],
+        "one_per_call_trial_steps_per_s": NUM_TRIALS * steps / seconds["one_per_call"],
         "vmap_over_sequential_per_epoch": seconds["sequential"] / seconds["vmap"],
+        "one_per_call_over_sequential_per_epoch": seconds["sequential"] / seconds["one_per_call"],
+        "step_flops": flops,
+        "auto_per_call": 1 if flops is not None and flops > trials.VMAP_MAX_FLOPS else NUM_TRIALS,
         "seconds_median_min_max": spread,
         "goal_min_ratio": 3.0,
     }
+
+
+def sweep_case(name: str, repeats: int) -> dict:
+    row = vmap_vs_sequential(name, repeats)
+    print(
+        f"(b) {name}: {NUM_TRIALS} trials vmapped {row['vmap_trial_steps_per_s']:.0f} "
+        f"trial-steps/s, one per call {row['one_per_call_trial_steps_per_s']:.0f}, sequential "
+        f"{row['sequential_trial_steps_per_s']:.0f}: {row['vmap_over_sequential_per_epoch']:.2f}x "
+        f"and {row['one_per_call_over_sequential_per_epoch']:.2f}x per epoch (goal >= 3x); "
+        f"auto picks {row['auto_per_call']} per call ({row['step_flops']:.3g} flops a step)",
+        flush=True,
+    )
+    return row
 
 
 def end_to_end(epochs: int) -> dict:
@@ -320,6 +353,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(CASES), help="sweep cases to time")
     parser.add_argument("--devices-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--progress-only", action="store_true", help="only (d)")
+    parser.add_argument("--sweep-only", action="store_true", help="only (b), per epoch")
     args = parser.parse_args()
     if args.devices_child:
         print(json.dumps(devices_child(args.repeats)))
@@ -333,19 +367,22 @@ def main() -> None:
         results["scan_epoch_with_progress_vs_without"] = {**d, "load_average_1_5_15_min": load}
         print(f"-> {write_json('engine', results)}")
         return
+    if args.sweep_only:  # re-measure (b) per epoch, keeping the end-to-end figures
+        path = RESULTS / "engine.json"
+        results = json.loads(path.read_text())
+        b = results["sweep_vmap_vs_sequential"]
+        for name in args.only:
+            b[name] = {**b.get(name, {}), **sweep_case(name, args.repeats)}
+        load = {"before": load_before, "after": os.getloadavg()}
+        results["sweep_load_average_1_5_15_min"] = load
+        print(f"-> {write_json('engine', results)}")
+        return
     a = loop_vs_scan(args.repeats)
     print(
         f"(a) scan epoch {a['scan_steps_per_s']:.0f} steps/s vs loop {a['loop_steps_per_s']:.0f}"
         f" steps/s: {a['scan_over_loop']:.2f}x (goal >= 5x)"
     )
-    b = {}
-    for name in args.only:
-        b[name] = vmap_vs_sequential(name, args.repeats)
-        print(
-            f"(b) {name}: {NUM_TRIALS} trials vmapped {b[name]['vmap_trial_steps_per_s']:.0f} "
-            f"trial-steps/s vs sequential {b[name]['sequential_trial_steps_per_s']:.0f}: "
-            f"{b[name]['vmap_over_sequential_per_epoch']:.2f}x per epoch (goal >= 3x)"
-        )
+    b = {name: sweep_case(name, args.repeats) for name in args.only}
     if "mlp_digits" in b:
         b["mlp_digits"].update(end_to_end(args.epochs))
         print(f"    end to end: {b['mlp_digits']['vmap_over_sequential_end_to_end']:.2f}x")

@@ -176,6 +176,7 @@ def _cmd_sweep(args) -> int:
         overrides=args.set,
         seed=args.seed,
         quiet=args.quiet,
+        per_call=args.trials_per_call,
     )
     print((out / "sweep.md").read_text() if (out / "sweep.md").exists() else rows)
     return 0
@@ -214,6 +215,18 @@ def _cmd_report(args) -> int:
 
     print(report(args.runs, args.plot, args.metric))
     return 0
+
+
+def _per_call(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want a positive integer or auto, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,12 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_gradcheck)
 
-    p = sub.add_parser("sweep", help="random search, trials of one shape trained as one vmap")
+    p = sub.add_parser("sweep", help="random search, trials of one shape in one compiled program")
     p.add_argument("config")
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--space", help="TOML search space (default: log-uniform lr and l2, seed)")
     p.add_argument("--out", help="sweep folder (default runs/NAME_sweep)")
     p.add_argument("--seed", type=int, default=0, help="seed of the trial sampler")
+    p.add_argument(
+        "--trials-per-call",
+        type=_per_call,
+        default="auto",
+        metavar="K|auto",
+        help="trials each call of the compiled epoch trains: all vmapped together for small "
+        "steps, one after another for large ones (auto, from XLA's estimate of a step's flops)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)

@@ -4,8 +4,11 @@ CS224n: random search beats grid search (Bergstra & Bengio 2012) — with the sa
 more distinct values of the hyper-parameters that matter. Trials that differ only in values that
 enter the program as numbers (the learning rate, L1, L2, the seed, and the model's dropout-like
 rates, ``models.base.setting(traced=True)``) share one compiled program (train/trials.py): every
-epoch of the group is one vmapped ``lax.scan``. Keys that change shapes or Python control flow
-(hidden sizes, activation, ...) split the trials into groups, one program each.
+epoch of the group is one vmapped ``lax.scan`` over all its trials when a trial's step is small,
+or the same unbatched program called for one trial after another when a step already fills the
+cores (``--trials-per-call``, "auto" by default: XLA's estimate of a step's floating-point
+operations decides). Keys that change shapes or Python control flow (hidden sizes, activation,
+...) split the trials into groups, one program each.
 
 The sweep folder holds ``trials.jsonl`` (a line per trial as its group finishes), ``sweep.md`` (the
 trials ranked by their best validation figure) and ``best/``: the best trial as an ordinary run
@@ -163,13 +166,16 @@ def run_sweep(
     *,
     seed: int = 0,
     quiet: bool = True,
+    per_call: int | str = "auto",
 ) -> list[dict]:
     """Random search around a config; returns the trials ranked by their best validation metric.
 
     ``space`` defaults to ``DEFAULT_SPACE`` (log-uniform learning rate and L2, the seed). The data
     comes from the config's task, built with the config's own ``train.seed``, so every trial is
     compared on the same split; a trial's ``train.seed`` drives its initialization, shuffling and
-    dropout.
+    dropout. ``per_call`` is how many of a group's trials each call of its compiled epoch trains
+    (``train_vmapped``'s: "auto", or a positive int; 1 trains them one after another through
+    one compilation).
     """
     space = DEFAULT_SPACE if space is None else space
     trials = sample_trials(space, num_trials, seed)
@@ -191,7 +197,7 @@ def run_sweep(
                 f"{config_path}: a sweep needs a validation split to rank trials on "
                 "(for digits, spirals, xor: data.val_fraction > 0)"
             )
-        result, group_seconds = _train_group(cfg, setup, [trials[i] for i in group])
+        result, group_seconds = _train_group(cfg, setup, [trials[i] for i in group], per_call)
         for j, i in enumerate(group):
             history = result.histories[j]
             best_row = next((r for r in history.epochs if r["epoch"] == history.best_epoch), {})
@@ -203,6 +209,7 @@ def run_sweep(
                 "epochs_run": len(history.epochs),
                 "diverged_epoch": result.diverged[j],
                 "group_seconds": group_seconds,
+                "trials_per_call": result.per_call,
                 **{k: v for k, v in best_row.items() if k.startswith(("val_", "train_"))},
             }
             append_line(trials_path, json.dumps(row, sort_keys=True))
@@ -212,7 +219,11 @@ def run_sweep(
                 if best is None or sign * value > best[0]:
                     best = (sign * value, cfg, setup, result, j, trials[i])
         if not quiet:
-            print(f"group {group_index}: {len(group)} trials in {group_seconds:.1f}s", flush=True)
+            print(
+                f"group {group_index}: {len(group)} trials in {group_seconds:.1f}s, "
+                f"{result.per_call} per call of the compiled epoch",
+                flush=True,
+            )
 
     def rank_key(row):
         value = row.get(f"val_{monitor}")
@@ -227,8 +238,8 @@ def run_sweep(
     return ranked
 
 
-def _train_group(cfg, setup, group_trials: list[dict]):
-    """Train one group's trials as one vmapped program; (TrialsResult, seconds)."""
+def _train_group(cfg, setup, group_trials: list[dict], per_call: int | str = "auto"):
+    """Train one group's trials through one compiled epoch; (TrialsResult, seconds)."""
     module = schemas.MODELS[schemas.kind_of(setup.model_config)].module
     params_shape, _ = jax.eval_shape(setup.model.init, jax.random.PRNGKey(0))
     labels = setup.model.labels(params_shape) if setup.model.labels is not None else None
@@ -283,6 +294,7 @@ def _train_group(cfg, setup, group_trials: list[dict]):
         evaluate=setup.evaluate,
         policy=loop.Policy(cfg.train.monitor, cfg.train.patience, cfg.train.halve_lr_on_plateau),
         train_row=setup.train_row,
+        per_call=per_call,
     )
     return result, round(time.perf_counter() - started, 3)
 
@@ -315,6 +327,8 @@ def _write_table(
             return f"{value:.4g}"
         return "–" if value is None else str(value)
 
+    per_call = {row["group"]: row["trials_per_call"] for row in ranked}
+
     columns = [
         "trial",
         *keys,
@@ -328,7 +342,9 @@ def _write_table(
         f"# Sweep of {config_path}",
         "",
         f"{len(ranked)} trials, ranked by validation {monitor} at each trial's best epoch "
-        f"({seconds:.1f} s in all).",
+        f"({seconds:.1f} s in all). Trials per call of each group's compiled epoch: "
+        + ", ".join(f"{k} (group {g})" for g, k in sorted(per_call.items()))
+        + ".",
         "",
         "| rank | " + " | ".join(columns) + " |",
         "|" + "---|" * (len(columns) + 1),

@@ -34,7 +34,8 @@ class TrialsResult:
     ``params`` and ``state`` hold each trial's kept (best-on-validation) parameters with a leading
     trial axis; ``last`` the (params, state, opt_state, key) of the last epoch, to continue from.
     ``histories[i]`` is trial i's ``loop.History``; ``diverged[i]`` is the epoch whose loss became
-    NaN/inf (the trial stopped there, keeping its last finite parameters) or None.
+    NaN/inf (the trial stopped there, keeping its last finite parameters) or None;
+    ``per_call`` how many trials each call of the compiled epoch trained.
     """
 
     params: Any
@@ -42,6 +43,7 @@ class TrialsResult:
     histories: list[loop.History]
     diverged: list[int | None] = field(default_factory=list)
     last: tuple = ()
+    per_call: int | str | None = None
 
 
 def _select(mask, new, old):
@@ -73,6 +75,69 @@ def trial_epoch(build: Callable[[dict], tuple], make_epoch: Callable, grads: str
     return run
 
 
+VMAP_MAX_FLOPS = 3e7  # per_call="auto": all trials in one call below this, one at a time above
+
+
+def _slices(num_trials: int, per_call: int) -> list[tuple[int, int]]:
+    if per_call >= num_trials:
+        return [(0, num_trials)]
+    return [(a, min(a + per_call, num_trials)) for a in range(0, num_trials, per_call)]
+
+
+def take_trials(tree, axes, index):
+    """Trials ``index`` (an int or a slice) of the leaves whose axis is 0; None-axis leaves
+    as they are."""
+    return jax.tree_util.tree_map(
+        lambda axis, leaf: leaf if axis is None else leaf[index],
+        axes,
+        tree,
+        is_leaf=lambda axis: axis is None,
+    )
+
+
+def step_flops(single, params, state, opt_state, hp, data, plan) -> float | None:
+    """XLA's estimate of the floating-point operations of one trial's epoch program, which
+    counts the body of its ``lax.scan`` (one training step) once; None where XLA gives none."""
+    lowered = single.lower(params, state, opt_state, hp, jnp.asarray(True), data, plan)
+    costs = lowered.cost_analysis()
+    costs = costs[0] if isinstance(costs, list | tuple) and costs else costs
+    flops = costs.get("flops") if isinstance(costs, dict) else None
+    return None if flops is None or flops < 0 else float(flops)
+
+
+def run_slices(batched, single, slices, stacked, active, data, plans_axes):
+    """The trial epoch over each slice [a, b) of the trials in turn, ``batched`` (vmapped) for
+    a slice of several, ``single`` (the unbatched program, the trial's values still traced) for
+    one: (params, state, opt_state, losses, auxes, moved), the last three on the host, for all
+    trials (losses and auxes NaN for a skipped slice, whose trials have all stopped)."""
+    plans, axes = plans_axes
+    if slices == [(0, len(active))]:
+        out = batched(*stacked, jnp.asarray(active), data, plans)
+        return (*out[:3], *jax.device_get(out[3:]))
+    num_trials = len(active)
+    losses, moved, auxes = np.full(num_trials, np.nan), np.zeros(num_trials, bool), {}
+    pieces = []
+    for a, b in slices:
+        if not active[a:b].any():
+            pieces.append(jax.tree_util.tree_map(lambda leaf, a=a, b=b: leaf[a:b], stacked[:3]))
+            continue
+        if b - a == 1:
+            one = jax.tree_util.tree_map(lambda leaf, a=a: leaf[a], stacked)
+            out = single(*one, jnp.asarray(active[a]), data, take_trials(plans, axes, a))
+            out = jax.tree_util.tree_map(lambda leaf: leaf[None], out)
+        else:
+            part = jax.tree_util.tree_map(lambda leaf, a=a, b=b: leaf[a:b], stacked)
+            plan = take_trials(plans, axes, slice(a, b))
+            out = batched(*part, jnp.asarray(active[a:b]), data, plan)
+        pieces.append(out[:3])
+        losses[a:b], aux, moved[a:b] = jax.device_get(out[3:])
+        for name, value in aux.items():
+            auxes.setdefault(name, np.full((num_trials, *np.shape(value)[1:]), np.nan))
+            auxes[name][a:b] = value
+    joined = jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves), *pieces)
+    return (*joined, losses, auxes, moved)
+
+
 def train_vmapped(
     build: Callable[[dict], tuple],
     make_epoch: Callable,
@@ -87,6 +152,7 @@ def train_vmapped(
     policy: loop.Policy | None = None,
     train_row: Callable = loop.default_row,
     on_epoch: Callable[[int, list[dict | None]], None] | None = None,
+    per_call: int | str | None = None,
 ) -> TrialsResult:
     """Train ``len(seeds)`` trials, each epoch one compiled program for all.
 
@@ -98,6 +164,17 @@ def train_vmapped(
     rules; ``evaluate(params, state, valid)`` runs per trial on the host. Early stopping and
     divergence freeze a trial while the others go on; training ends when none is left.
     ``on_epoch(epoch, rows)`` receives each trial's metrics row (None for a stopped trial).
+
+    ``per_call`` is how many trials each call of the compiled epoch trains (default: all): the
+    trials go through it in slices of that many, one after another; a slice of one runs the
+    unbatched program (the trial's values still traced, so one compilation serves every trial),
+    and a slice whose trials have all stopped is skipped. Every trial's result is the same up to
+    float rounding. Many trials in one call pay where a trial's step is small (dispatch and thread
+    synchronization shared by all); where one trial's step already fills the cores, matmuls
+    batched over the trial axis are slower than the same matmuls one trial at a time
+    (docs/performance.md). ``"auto"`` picks all trials when XLA's estimate of one step
+    (:func:`step_flops`) is under ``VMAP_MAX_FLOPS``, else one; ``TrialsResult.per_call`` says
+    what ran.
     """
     seeds = np.asarray(seeds)
     num_trials = len(seeds)
@@ -106,6 +183,8 @@ def train_vmapped(
     for name, values in hparams.items():
         if values.shape != (num_trials,):
             raise ValueError(f"hparams[{name!r}] has shape {values.shape}, want ({num_trials},)")
+    if not (per_call in (None, "auto") or (isinstance(per_call, int) and per_call >= 1)):
+        raise ValueError(f"per_call must be a positive int, None or 'auto', got {per_call!r}")
 
     def start(seed, hp):
         model, optimizer = build(hp)
@@ -114,6 +193,7 @@ def train_vmapped(
         return params, state, optimizer.init(params), key
 
     trial_run = trial_epoch(build, make_epoch, grads)
+    single = jax.jit(trial_run)
     first_hp = {k: v[0] for k, v in hparams.items()}
     planner = make_epoch(make_step(*build(first_hp), grads, jit=False))
     split_keys = jax.jit(jax.vmap(jax.random.split))
@@ -137,14 +217,24 @@ def train_vmapped(
         pairs = split_keys(keys)
         keys, epoch_keys = pairs[:, 0], pairs[:, 1]
         plans, axes = planner.trial_plans(epoch_keys)
+        if per_call == "auto":
+            one = jax.tree_util.tree_map(lambda leaf: leaf[0], (params, state, opt_state, hparams))
+            flops = step_flops(single, *one, data, take_trials(plans, axes, 0))
+            per_call = 1 if flops is not None and flops > VMAP_MAX_FLOPS else num_trials
+        per_call = num_trials if per_call is None else min(per_call, num_trials)
         layout = str(jax.tree_util.tree_structure(axes)) + str(jax.tree_util.tree_leaves(axes))
         if layout not in run_epochs:
             vmapped = jax.vmap(trial_run, in_axes=(0, 0, 0, 0, 0, None, axes))
             run_epochs[layout] = jax.jit(vmapped)
-        params, state, opt_state, losses, auxes, moved = run_epochs[layout](
-            params, state, opt_state, hparams, jnp.asarray(active), data, plans
+        params, state, opt_state, losses, auxes, moved = run_slices(
+            run_epochs[layout],
+            single,
+            _slices(num_trials, per_call),
+            (params, state, opt_state, hparams),
+            active,
+            data,
+            (plans, axes),
         )
-        losses, auxes, moved = jax.device_get((losses, auxes, moved))
         seconds = time.perf_counter() - started
         shown = averaged_params(opt_state, params)  # as trained, or their average
         trials = unstack((shown, state)) if valid is not None else None
@@ -173,4 +263,5 @@ def train_vmapped(
             on_epoch(epoch, rows)
         if not active.any():
             break
-    return TrialsResult(best[0], best[1], histories, diverged, (params, state, opt_state, keys))
+    last = (params, state, opt_state, keys)
+    return TrialsResult(best[0], best[1], histories, diverged, last, per_call)

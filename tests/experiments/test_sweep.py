@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from lecturenn.cli import main
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import sweep
@@ -152,6 +153,10 @@ def test_run_sweep_writes_ranked_trials_that_match_single_runs(tmp_path):
     assert accuracies == sorted(accuracies, reverse=True)
     table = (tmp_path / "out" / "sweep.md").read_text().splitlines()
     assert [int(line.split("|")[2]) for line in table[6:]] == [r["trial"] for r in rows]
+    # steps of a few thousand flops: each group's trials share one call of its program
+    sizes = {g: sum(r["group"] == g for r in rows) for g in {r["group"] for r in rows}}
+    assert all(r["trials_per_call"] == sizes[r["group"]] for r in rows)
+    assert f"{sizes[0]} (group 0)" in table[2]
 
     # A trial equals one plain run of the config with its values, on the config's data split.
     row = rows[0]
@@ -203,6 +208,23 @@ def test_the_best_trial_is_an_ordinary_run_folder(tmp_path):
     assert run.config.optim.learning_rate == pytest.approx(rows[0]["optim.learning_rate"])
     scores = loop.make_evaluate(run.model)(run.params, run.state, classify.build(run.config).valid)
     assert scores["accuracy"] == pytest.approx(summary["val_accuracy"], abs=1e-6)
+
+
+def test_trials_one_per_call_rank_as_all_in_one_call(tmp_path, capsys):
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(CONFIG)
+    together = sweep.run_sweep(config_path, 3, tmp_path / "a", seed=2)
+    alone = sweep.run_sweep(config_path, 3, tmp_path / "b", seed=2, per_call=1)
+    assert [r["trial"] for r in alone] == [r["trial"] for r in together]
+    for a, b in zip(alone, together, strict=True):
+        assert (a["trials_per_call"], b["trials_per_call"]) == (1, 3)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", str(config_path), "--trials-per-call", "0"])
+    assert stop.value.code == 2
+    assert "argument --trials-per-call: want a positive integer or auto, got '0'" in (
+        capsys.readouterr().err
+    )
 
 
 def test_run_sweep_needs_a_validation_split(tmp_path):

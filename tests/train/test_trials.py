@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from lecturenn.models import mlp
 from lecturenn.optim import transforms
@@ -68,7 +69,10 @@ def _assert_matches_fit(result, j, train, valid, lr, l2, dropout, seed, epochs):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_alone():
+@pytest.mark.parametrize("per_call", [None, 1, 3])
+def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_alone(per_call):
+    """per_call: all four trials in each call of the compiled epoch, one at a time, or slices
+    of three and one (the diverged trial's slice is skipped from the second epoch on)."""
     train, valid = _data(96, 0), _data(48, 1)
     # The fourth trial's NaN learning rate makes its first epoch's loss NaN. Dropout differs
     # between trials, traced like the learning rate: one program for all four.
@@ -85,6 +89,7 @@ def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_al
         valid=valid,
         evaluate=loop.make_evaluate(mlp.make(CFG)),
         policy=POLICY,
+        per_call=per_call,
     )
     assert result.diverged == [None, None, None, 1]
     for j in range(3):
@@ -97,3 +102,32 @@ def test_vmapped_trials_equal_sequential_fit_runs_and_a_diverging_trial_stops_al
         jax.tree_util.tree_leaves(stuck), jax.tree_util.tree_leaves(initial), strict=True
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_auto_per_call_follows_the_step_flops_estimate(monkeypatch):
+    """XLA's estimate counts one step (the scan's body once, not once per step): between the
+    forward matmuls' 2·B·(6·8 + 8·3) and ten times that; below the threshold all trials share
+    a call, above it they run one at a time with the same results."""
+    train = _data(96, 0)
+    kwargs = dict(
+        hparams={"learning_rate": [0.05, 0.003, 0.01], "l2": [0.0] * 3, "dropout": [0.0] * 3},
+        seeds=[3, 4, 5],
+        epochs=2,
+    )
+    model, optimizer = _build({"learning_rate": 0.05, "l2": 0.0, "dropout": 0.0})
+    params, state = model.init(jax.random.PRNGKey(0))
+    run = jax.jit(trials.trial_epoch(_build, _epoch(96)))
+    hp = {"learning_rate": 0.05, "l2": 0.0, "dropout": 0.0}
+    plan = _epoch(96)(None).plan(jax.random.PRNGKey(1))
+    flops = trials.step_flops(run, params, state, optimizer.init(params), hp, train, plan)
+    forward = 2 * 16 * (6 * 8 + 8 * 3)
+    assert forward < flops < 10 * forward
+    together = trials.train_vmapped(_build, _epoch(96), train, per_call="auto", **kwargs)
+    assert together.per_call == 3
+    monkeypatch.setattr(trials, "VMAP_MAX_FLOPS", flops / 2)
+    alone = trials.train_vmapped(_build, _epoch(96), train, per_call="auto", **kwargs)
+    assert alone.per_call == 1
+    for a, b in zip(together.histories, alone.histories, strict=True):
+        np.testing.assert_allclose(
+            [r["train_loss"] for r in a.epochs], [r["train_loss"] for r in b.epochs], rtol=1e-10
+        )
