@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,7 +112,21 @@ class Case:
         return make_epoch(self.setup, step, self.cfg.train, driver="scan")
 
 
-def vmap_vs_sequential(name: str, repeats: int) -> dict:
+class SweepPrograms(NamedTuple):
+    """A case's 16 trials, set up as ``train_vmapped`` sets them up for one epoch."""
+
+    case: Case
+    hparams: dict
+    starts: list  # each trial's (params, state, opt_state)
+    stacked: tuple  # the same with a leading trial axis, and the trials' values (hp)
+    keys: jax.Array
+    plans: Any
+    axes: Any
+    vmapped: Any  # all trials in one call
+    single: Any  # one trial's unbatched epoch, its values traced (per_call=1)
+
+
+def sweep_programs(name: str) -> SweepPrograms:
     case = Case(*CASES[name])
     hparams, seeds = case.hparams()
 
@@ -120,44 +135,43 @@ def vmap_vs_sequential(name: str, repeats: int) -> dict:
         params, state = model.init(jax.random.PRNGKey(seed))
         return params, state, optimizer.init(params)
 
-    # the vmapped program of train_vmapped, on stacked trials
     starts = [jax.jit(start)(s, {k: v[i] for k, v in hparams.items()}) for i, s in enumerate(seeds)]
-    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *starts)
+    hp = {k: jnp.asarray(v) for k, v in hparams.items()}
+    stacked = (*jax.tree_util.tree_map(lambda *x: jnp.stack(x), *starts), hp)
     keys = jax.random.split(jax.random.PRNGKey(1), NUM_TRIALS)
     planner = case.epoch(make_step(*case.build({k: v[0] for k, v in hparams.items()}), jit=False))
     plans, axes = planner.trial_plans(keys)
     run = trials.trial_epoch(case.build, case.epoch, case.cfg.train.grads)
     vmapped = jax.jit(jax.vmap(run, in_axes=(0, 0, 0, 0, 0, None, axes)))
-    active = jnp.ones(NUM_TRIALS, bool)
-    hp = {k: jnp.asarray(v) for k, v in hparams.items()}
+    return SweepPrograms(case, hparams, starts, stacked, keys, plans, axes, vmapped, jax.jit(run))
 
-    # what train_vmapped(per_call=1) runs: the unbatched program, the trial's values traced,
-    # compiled once and called for each trial in turn
-    single = jax.jit(run)
-    first = trials.trial_slice((*stacked, hp), 0)
-    flops = trials.step_flops(single, *first, case.setup.train, trials.take_trials(plans, axes, 0))
+
+def vmap_vs_sequential(name: str, repeats: int) -> dict:
+    p = sweep_programs(name)
+    case, hparams, train = p.case, p.hparams, p.case.setup.train
+    active = jnp.ones(NUM_TRIALS, bool)
+    first = trials.trial_slice(p.stacked, 0)
+    flops = trials.step_flops(p.single, *first, train, trials.take_trials(p.plans, p.axes, 0))
     one_by_one = [(i, i + 1) for i in range(NUM_TRIALS)]
     everyone = np.ones(NUM_TRIALS, bool)
 
-    def one_per_call():
-        trial_values = (*stacked, hp)
-        args = (trial_values, everyone, train, (plans, axes))
-        return trials.run_slices(vmapped, single, one_by_one, *args)
+    def one_per_call():  # what train_vmapped(per_call=1) runs in an epoch
+        args = (p.stacked, everyone, train, (p.plans, p.axes))
+        return trials.run_slices(p.vmapped, p.single, one_by_one, *args)
 
     # the same trials one after another, each its own compiled epoch
     singles = []
     for i in range(NUM_TRIALS):
         concrete = {k: float(v[i]) for k, v in hparams.items()}
         epoch = case.epoch(make_step(*case.build(concrete), case.cfg.train.grads, jit=False))
-        singles.append((epoch, starts[i]))
-    train = case.setup.train
+        singles.append((epoch, p.starts[i]))
 
     def sequential():
-        return [epoch(*s, train, keys[i]) for i, (epoch, s) in enumerate(singles)]
+        return [epoch(*s, train, p.keys[i]) for i, (epoch, s) in enumerate(singles)]
 
     seconds, spread = time_calls(
         {
-            "vmap": lambda: vmapped(*stacked, hp, active, train, plans),
+            "vmap": lambda: p.vmapped(*p.stacked, active, train, p.plans),
             "one_per_call": one_per_call,
             "sequential": sequential,
         },

@@ -7,7 +7,8 @@ scalars, and one epoch (train/epochs.py, its scan driver) runs every trial at on
 keeps its own PRNG stream (initialization, shuffling, dropout), so with shuffled or stream epochs
 trial ``i`` follows exactly the run ``loop.fit`` would make with the same values and seed (with
 bucketed sentences every trial follows the first trial's batch order). The best-epoch / patience /
-LR-halving rules are ``loop.Policy``'s, applied per trial.
+LR-halving rules are ``loop.Policy``'s, applied per trial. ``per_call`` trains the trials in
+slices through the same compiled epoch, for models whose single trial already fills the cores.
 """
 
 from __future__ import annotations
