@@ -189,8 +189,7 @@ def test_sweep_writes_the_best_trial_as_a_run(path, tmp_path):
 def test_sweep_trials_one_per_call_train_as_all_in_one_call(name, tmp_path):
     """The per_call=1 path (the unbatched program, each trial's slice of the plan) against the
     vmapped one, in float64 where the two differ only by rounding (in float32 a trial at a high
-    learning rate can end visibly apart: Adam turns rounding in a near-zero gradient into a
-    whole step)."""
+    learning rate can end visibly apart)."""
     path = ROOT / "configs" / f"{name}.toml"
     lr = config_lib.load_config(path).optim.learning_rate
     space = {

@@ -170,12 +170,13 @@ def train_vmapped(
     trials go through it in slices of that many, one after another; a slice of one runs the
     unbatched program (the trial's values still traced, so one compilation serves every trial),
     and a slice whose trials have all stopped is skipped. Every trial's result is the same up to
-    float rounding. Many trials in one call pay where a trial's step is small (dispatch and thread
-    synchronization shared by all); where one trial's step already fills the cores, matmuls
-    batched over the trial axis are slower than the same matmuls one trial at a time
-    (docs/performance.md). ``"auto"`` picks all trials when XLA's estimate of one step
-    (:func:`step_flops`) is under ``VMAP_MAX_FLOPS``, else one; ``TrialsResult.per_call`` says
-    what ran.
+    float rounding (which, in float32, can carry a trial at a high learning rate visibly apart
+    within a few epochs: Adam can turn rounding in a near-zero gradient into a whole step). Many
+    trials in one call pay where a trial's step is small (dispatch and thread synchronization
+    shared by all); where one trial's step already fills the cores, matmuls batched over the
+    trial axis are slower than the same matmuls one trial at a time (docs/performance.md).
+    ``"auto"`` picks all trials when XLA's estimate of one step (:func:`step_flops`) is under
+    ``VMAP_MAX_FLOPS``, else one; ``TrialsResult.per_call`` says what ran.
     """
     seeds = np.asarray(seeds)
     num_trials = len(seeds)
