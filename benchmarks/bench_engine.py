@@ -190,7 +190,7 @@ def vmap_vs_sequential(name: str, repeats: int) -> dict:
         "vmap_over_sequential_per_epoch": seconds["sequential"] / seconds["vmap"],
         "one_per_call_over_sequential_per_epoch": seconds["sequential"] / seconds["one_per_call"],
         "step_flops": flops,
-        "auto_per_call": 1 if flops is not None and flops > trials.VMAP_MAX_FLOPS else NUM_TRIALS,
+        "auto_per_call": trials.auto_per_call(flops, NUM_TRIALS),
         "seconds_median_min_max": spread,
         "goal_min_ratio": 3.0,
     }

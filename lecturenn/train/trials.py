@@ -106,6 +106,12 @@ def step_flops(single, params, state, opt_state, hp, data, plan) -> float | None
     return None if flops is None or flops < 0 else float(flops)
 
 
+def auto_per_call(flops: float | None, num_trials: int) -> int:
+    """``per_call="auto"``: one trial per call when a step's estimate exceeds
+    ``VMAP_MAX_FLOPS``, else all of them."""
+    return 1 if flops is not None and flops > VMAP_MAX_FLOPS else num_trials
+
+
 def run_slices(batched, single, slices, stacked, active, data, plans_axes):
     """The trial epoch over each slice [a, b) of the trials in turn, ``batched`` (vmapped) for
     a slice of several, ``single`` (the unbatched program, the trial's values still traced) for
@@ -123,7 +129,7 @@ def run_slices(batched, single, slices, stacked, active, data, plans_axes):
             pieces.append(jax.tree_util.tree_map(lambda leaf, a=a, b=b: leaf[a:b], stacked[:3]))
             continue
         if b - a == 1:
-            one = jax.tree_util.tree_map(lambda leaf, a=a: leaf[a], stacked)
+            one = trial_slice(stacked, a)
             out = single(*one, jnp.asarray(active[a]), data, take_trials(plans, axes, a))
             out = jax.tree_util.tree_map(lambda leaf: leaf[None], out)
         else:
@@ -220,9 +226,9 @@ def train_vmapped(
         keys, epoch_keys = pairs[:, 0], pairs[:, 1]
         plans, axes = planner.trial_plans(epoch_keys)
         if per_call == "auto":
-            one = jax.tree_util.tree_map(lambda leaf: leaf[0], (params, state, opt_state, hparams))
+            one = trial_slice((params, state, opt_state, hparams), 0)
             flops = step_flops(single, *one, data, take_trials(plans, axes, 0))
-            per_call = 1 if flops is not None and flops > VMAP_MAX_FLOPS else num_trials
+            per_call = auto_per_call(flops, num_trials)
         per_call = num_trials if per_call is None else min(per_call, num_trials)
         layout = str(jax.tree_util.tree_structure(axes)) + str(jax.tree_util.tree_leaves(axes))
         if layout not in run_epochs:
