@@ -229,10 +229,21 @@ def _per_call(text: str) -> int | str:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr (the flag or argument and
+    what is wrong with it, and where the options are listed), exit status 2, like every other
+    user error of the command line; argparse's own prints the usage lines first. Subcommands'
+    parsers are of the same class."""
+
+    def error(self, message: str):
+        flat = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {flat} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lecturenn import __version__, gradcheck
 
-    parser = argparse.ArgumentParser(prog="lecturenn", description=__doc__.splitlines()[0])
+    parser = Parser(prog="lecturenn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lecturenn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

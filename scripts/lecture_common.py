@@ -5,7 +5,6 @@ command line.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import shlex
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from lecturenn.cli import Parser
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments.report import read_run
@@ -146,7 +146,7 @@ def main(experiments: dict[str, Callable[[Context], None]], argv: list[str] | No
     The command recorded in each doc is the one-experiment script with the same options.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description="lecture experiments: " + ", ".join(experiments))
+    parser = Parser(description="lecture experiments: " + ", ".join(experiments))
     if len(experiments) > 1:
         parser.add_argument("experiment", choices=[*experiments, "all"])
     parser.add_argument("--epochs", type=int, help="override train.epochs of every variant")

@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lecturenn.cli import Parser
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "results" / "records"
 
@@ -172,7 +174,7 @@ def minutes(seconds: float) -> str:
 
 
 def arguments(doc: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.epilog = doc

@@ -131,3 +131,23 @@ def test_cli_prints_one_line_and_exits_2_on_a_config_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown key 'optim.learning_rat'" in err
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["run"], "the following arguments are required: config"),
+        (["run", "c.toml", "--from-step", "abc"], "argument --from-step: invalid int value"),
+        (["config", "list"], "argument action: invalid choice: 'list'"),
+        (["bogus"], "argument command: invalid choice: 'bogus'"),
+        (["run", "c.toml", "--outt", "x"], "unrecognized arguments: --outt x"),
+    ],
+)
+def test_cli_usage_errors_are_one_line_naming_the_flag(argv, named, capsys):
+    """A bad flag or argument ends like any other user error: one line, exit status 2, no usage
+    lines before it."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and not err.startswith("usage")
