@@ -14,12 +14,12 @@ Goals: ≥ 1.5× PyTorch, step and epoch; manual ≤ 0.8× the time of ``jax.gra
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from bench_models import BATCHES, Bench, measure
 from timing import machine, ratio_spread, spread, time_rounds, write_json
 
+from lecturenn.cli import Parser
 from lecturenn.train import epochs
 from lecturenn.train.step import make_step
 
@@ -52,7 +52,7 @@ def drivers(rounds: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--number", type=int, default=5, help="steps per timed call")
     args = parser.parse_args()

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from timing import block, machine, time_calls, write_json
 
+from lecturenn.cli import Parser
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import schemas, sweep
 from lecturenn.experiments.tasks import TASKS
@@ -361,7 +362,7 @@ def progress_section(repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the end-to-end sweep")
     parser.add_argument("--only", nargs="*", default=list(CASES), help="sweep cases to time")

@@ -16,7 +16,6 @@ that a ratio between two different programs can be told from what two copies of 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 
@@ -24,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from timing import each_with_load, machine, ratio_spread, spread, time_rounds, write_json
 
+from lecturenn.cli import Parser
 from lecturenn.models import mlp
 from lecturenn.optim.transforms import sgd
 from lecturenn.train.step import make_step
@@ -73,7 +73,7 @@ def bench(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--same-program", action="store_true", help="the control: manual vs a second compilation"

@@ -15,12 +15,13 @@ Goals: ≥ 1.5× PyTorch, step and epoch; manual ≤ 0.8× the time of ``jax.gra
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 from bench_models import Bench, measure, summary_line
 from timing import each_with_load, machine, spread, time_rounds, write_json
+
+from lecturenn.cli import Parser
 
 MODELS = ("lstm_ptb_small", "char_lstm", "lstm_ptb_medium")
 PTB_TRAIN_TOKENS = 929_589  # ptb.train.txt with one <eos> per line
@@ -48,7 +49,7 @@ def report(name: str, r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--number", type=int, default=5, help="steps per timed call")
     parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))

@@ -21,7 +21,6 @@ is [median, min, max] over the rounds, with the load average before and after.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -43,6 +42,7 @@ from timing import (
     write_json,
 )
 
+from lecturenn.cli import Parser
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import schemas
 from lecturenn.experiments.tasks.base import make_optimizer
@@ -309,7 +309,7 @@ def summary_line(name: str, r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--number", type=int, default=5, help="steps per timed call")
     parser.add_argument("--only", nargs="*", default=DEFAULT, choices=list(MODELS))

@@ -18,7 +18,6 @@ Goals: lecturenn ≥ 1.5× PyTorch; hand-written gradients ≤ 1.0× the time of
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 
@@ -28,6 +27,7 @@ import numpy as np
 from bench_models import torch_round
 from timing import in_round_order, machine, ratio_spread, spread, time_rounds, write_json
 
+from lecturenn.cli import Parser
 from lecturenn.models import window_tagger
 from lecturenn.optim.transforms import adam
 from lecturenn.train.step import make_step
@@ -119,7 +119,7 @@ def rounds(fns: dict, spec: dict, repeats: int, number: int) -> tuple[dict, str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--number", type=int, default=10)
     parser.add_argument("--note", default="", help="recorded in the JSON (e.g. machine load)")

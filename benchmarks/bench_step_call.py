@@ -22,7 +22,6 @@ rounds, the bytes of the step's outputs, and the load average before and after.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -30,6 +29,7 @@ import jax
 from bench_models import BATCHES, Bench
 from timing import block, each_with_load, machine, write_json
 
+from lecturenn.cli import Parser
 from lecturenn.train.step import make_step
 
 
@@ -109,7 +109,7 @@ def measure(name: str, rounds: int, number: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--number", type=int, default=10, help="steps per timed call")
     parser.add_argument("--only", nargs="*", default=["lstm_ptb_small", "cnn_fashion"])

@@ -14,7 +14,6 @@ second training job on two cores roughly doubles every time here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from timing import machine, write_json
+
+from lecturenn.cli import Parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def run_target(target: Target, out: Path, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=[t.name for t in TARGETS])
     parser.add_argument(
         "--keep", type=Path, help="keep the run folders under this folder (default: discard)"

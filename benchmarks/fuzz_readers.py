@@ -10,7 +10,6 @@ parsed and refused.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,11 +20,13 @@ from pathlib import Path
 
 from timing import machine, write_json
 
+from lecturenn.cli import Parser
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2000, help="inputs per reader")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

@@ -12,12 +12,13 @@ Prints milliseconds per step of each round; writes nothing.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
 import jax
 from bench_models import Bench, seconds
 from timing import block
+
+from lecturenn.cli import Parser
 
 
 def rounds(fn) -> list[float]:
@@ -25,7 +26,7 @@ def rounds(fn) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--after", choices=["rnn_steps", "trace"])
     args = parser.parse_args()
     steps = {name: Bench(name).step("manual") for name in ("lstm_ptb_small", "cnn_fashion")}

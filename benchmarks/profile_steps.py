@@ -21,7 +21,6 @@ wall time (median of interleaved rounds).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gzip
 import json
@@ -35,6 +34,7 @@ import jax.numpy as jnp
 from bench_models import DEFAULT, Bench
 from timing import block, machine, spread, time_rounds, write_json
 
+from lecturenn.cli import Parser
 from lecturenn.models import mlp
 from lecturenn.optim.transforms import sgd
 from lecturenn.train.step import make_step
@@ -190,7 +190,7 @@ def profile(step, args, calls: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)

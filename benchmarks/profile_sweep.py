@@ -14,7 +14,6 @@ listed with their shapes, the vmapped ones carrying the trial axis first.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import jax.numpy as jnp
@@ -22,6 +21,7 @@ from bench_engine import CASES, NUM_TRIALS, sweep_programs
 from profile_steps import profile
 from timing import machine, write_json
 
+from lecturenn.cli import Parser
 from lecturenn.train import trials
 
 
@@ -44,7 +44,7 @@ def profile_case(name: str, calls: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=["window_tagger_conll"], choices=list(CASES))
     parser.add_argument("--calls", type=int, default=2, help="epochs traced per program")
     args = parser.parse_args()

@@ -21,7 +21,6 @@ Exit status 0 when everything holds, 1 otherwise (each failure printed). Needs C
 
 from __future__ import annotations
 
-import argparse
 import functools
 import html.parser
 import http.server
@@ -35,6 +34,8 @@ import tempfile
 import threading
 import urllib.parse
 from pathlib import Path
+
+from lecturenn.cli import Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,7 +225,7 @@ def check_page(name: str, page: str, dom: str, requests: list[tuple[str, int]]) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the screenshots (created)")
     parser.add_argument("--site", type=Path, help="build into (or, with --no-build, read) DIR")
     parser.add_argument("--no-build", action="store_true", help="use the site already in --site")
