@@ -42,6 +42,7 @@ from timing import (
     write_json,
 )
 
+from lecturenn import _malloc
 from lecturenn.cli import Parser
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import schemas
@@ -235,7 +236,8 @@ def seconds(fn, number: int) -> float:
 
 
 def torch_round(spec: dict, threads: int, number: int) -> dict | None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    # PyTorch runs under the malloc settings that import lecturenn applied here
+    env = {**os.environ, **_malloc.environment(), "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(
         [
             sys.executable,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jax
 
+from lecturenn import _malloc
 from lecturenn.experiments.provenance import cpu_model
 
 
@@ -75,6 +76,7 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)),  # fewer under taskset
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "malloc_settings": dict(_malloc.applied),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "load_average_1_5_15min": list(os.getloadavg()),

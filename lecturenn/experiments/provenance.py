@@ -2,8 +2,9 @@
 
 ``summary.json`` of every run folder records ``provenance()``; ``eval`` compares a data file's
 digest with the recorded one and warns, naming the file, when they differ. The CPU, the load
-average when the summary was written (its 15-minute figure covers the end of training) and any
-``XLA_FLAGS`` say under what conditions the run's times were measured.
+average when the summary was written (its 15-minute figure covers the end of training), any
+``XLA_FLAGS`` and the malloc settings lecturenn applied (lecturenn/_malloc.py) say under what
+conditions the run's times were measured.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import jax
 import jaxlib
 
+from lecturenn import _malloc
 from lecturenn.data.registry import data_root
 
 
@@ -86,5 +88,6 @@ def provenance(data_files=()) -> dict:
         "cpu": f"{cpu_model()} ({os.cpu_count()} cores)",
         "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "malloc_settings": dict(_malloc.applied),
         "data": {data_key(p): file_sha256(p) for p in data_files},
     }
