@@ -16,29 +16,49 @@ this times, per step, interleaved by round:
 - ``scan``: one step of an epoch of ``BATCHES`` steps run as one ``lax.scan`` (the way
   ``lecturenn run`` trains; the epoch's time / BATCHES).
 
-Writes benchmarks/results/step_call.json: [median, min, max] milliseconds per step over the
-rounds, the bytes of the step's outputs, and the load average before and after.
+and each under two malloc settings: ``lecturenn`` (what ``import lecturenn`` sets,
+lecturenn/_malloc.py) and ``glibc`` (glibc's own, ``LECTURENN_MALLOC_DEFAULTS=0``). The setting is
+process-wide and cannot be undone, so each round runs this script once per setting in a child
+process (``--malloc lecturenn|glibc``, one round, its own compilations), the two settings in
+alternating order.
+
+Writes benchmarks/results/step_call.json: per setting and model, [median, min, max] over the
+rounds of the milliseconds and of the minor page faults per step, the step program's temporary
+buffer (XLA's ``memory_analysis``), the bytes of its outputs, and the load average around each
+child.
 """
 
 from __future__ import annotations
 
-import statistics
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
 
 import jax
 from bench_models import BATCHES, Bench
-from timing import block, each_with_load, machine, write_json
+from timing import block, machine, spread, write_json
 
+from lecturenn import _malloc
 from lecturenn.cli import Parser
 from lecturenn.train.step import make_step
 
 
-def per_step(fn, number: int) -> float:
-    start = time.perf_counter()
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def per_step(fn, number: int, batches: int = 1) -> tuple[float, float]:
+    """(seconds, minor page faults) per step of ``number`` calls of ``fn``, each ``batches``
+    steps."""
+    faults, start = minor_faults(), time.perf_counter()
     for _ in range(number):
         fn()
     fn.sync()
-    return (time.perf_counter() - start) / number
+    steps = number * batches
+    return (time.perf_counter() - start) / steps, (minor_faults() - faults) / steps
 
 
 def as_loop_body(step):
@@ -79,7 +99,21 @@ class Calls:
         block(self.out)
 
 
+class Epochs:
+    """The scan epoch as a zero-argument call."""
+
+    def __init__(self, bench: Bench):
+        self.epoch, self.out = bench.epoch(), None
+
+    def __call__(self):
+        self.out = self.epoch()
+
+    def sync(self):
+        block(self.out)
+
+
 def measure(name: str, rounds: int, number: int) -> dict:
+    """One setting's figures for one model (in the process of that setting)."""
     bench = Bench(name)
     calls = {
         "fresh": Calls(bench, chained=False, donate=False),
@@ -87,25 +121,56 @@ def measure(name: str, rounds: int, number: int) -> dict:
         "donated": Calls(bench, chained=True, donate=True),
         "scan1": Calls(bench, chained=True, donate=False, loop=True),
     }
-    epoch = bench.epoch()
-    for call in calls.values():
+    epoch = Epochs(bench)
+    for call in (*calls.values(), epoch):  # compile, then one untimed round: the heap settles
         call()
         call.sync()
-    block(epoch())
+    for call in calls.values():
+        per_step(call, number)
     samples = {k: [] for k in (*calls, "scan")}
     for _ in range(rounds):
         for key, call in calls.items():
-            samples[key].append(1e3 * per_step(call, number))
-        start = time.perf_counter()
-        block(epoch())
-        samples["scan"].append(1e3 * (time.perf_counter() - start) / BATCHES)
+            samples[key].append(per_step(call, number))
+        samples["scan"].append(per_step(epoch, 1, BATCHES))
+    c = calls["chained"]
+    compiled = c.step.lower(c.params, c.state, c.opt_state, bench.batch, bench.key).compile()
     out_bytes = sum(a.nbytes for a in jax.tree_util.tree_leaves((bench.params, bench.opt_state)))
     return {
-        "ms_per_step_median_min_max": {
-            k: [statistics.median(v), min(v), max(v)] for k, v in samples.items()
-        },
+        "ms_per_step": {k: [1e3 * t for t, _ in v] for k, v in samples.items()},
+        "page_faults_per_step": {k: [f for _, f in v] for k, v in samples.items()},
+        "temp_buffer_bytes": compiled.memory_analysis().temp_size_in_bytes,
         "params_and_optimizer_state_bytes": out_bytes,
     }
+
+
+SETTINGS = {"lecturenn": {}, "glibc": {_malloc.OPT_OUT: "0"}}
+
+
+def child(setting: str, models: list[str], number: int) -> dict:
+    """This script run for one round under ``setting``, in a process of its own."""
+    env = {k: v for k, v in os.environ.items() if k != _malloc.OPT_OUT}
+    done = subprocess.run(
+        [sys.executable, __file__, "--malloc", setting, "--number", str(number), "--only", *models],
+        env={**env, **SETTINGS[setting]},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summary_line(setting: str, name: str, row: dict) -> str:
+    return f"{setting:9s} {name} " + "  ".join(
+        f"{k} {v[0]:.1f} ms ({f[0]:.0f} faults)"
+        for (k, v), f in zip(
+            row["ms_per_step_median_min_max"].items(),
+            row["page_faults_per_step_median_min_max"].values(),
+            strict=True,
+        )
+    )
 
 
 def main() -> None:
@@ -113,16 +178,54 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--number", type=int, default=10, help="steps per timed call")
     parser.add_argument("--only", nargs="*", default=["lstm_ptb_small", "cnn_fashion"])
-    args = parser.parse_args()
-    rows = each_with_load(
-        args.only,
-        lambda name: measure(name, args.rounds, args.number),
-        lambda name, row: (
-            f"{name} "
-            + "  ".join(f"{k} {v[0]:.1f} ms" for k, v in row["ms_per_step_median_min_max"].items())
-        ),
+    parser.add_argument(
+        "--malloc",
+        choices=[*SETTINGS, "both"],
+        default="both",
+        help="one setting in this process (one round, JSON on stdout), or both in child processes",
     )
-    print(write_json("step_call", {"machine": machine(), "rounds": args.rounds, "models": rows}))
+    args = parser.parse_args()
+    if args.malloc != "both":
+        expected = args.malloc == "lecturenn"
+        if bool(_malloc.applied) != expected:
+            parser.error(f"--malloc {args.malloc}: the process's malloc settings differ")
+        print(json.dumps({name: measure(name, 1, args.number) for name in args.only}))
+        return
+    rounds = {setting: [] for setting in SETTINGS}
+    loads = []
+    for round_ in range(args.rounds):
+        order = list(SETTINGS) if round_ % 2 == 0 else list(SETTINGS)[::-1]
+        for setting in order:
+            before = os.getloadavg()
+            rounds[setting].append(child(setting, args.only, args.number))
+            loads.append({"setting": setting, "before": before, "after": os.getloadavg()})
+    out = {}
+    for setting, results in rounds.items():
+        out[setting] = {}
+        for name in args.only:
+            first = results[0][name]
+            row = {
+                f"{key}_median_min_max": {
+                    k: spread([r[name][key][k][0] for r in results]) for k in first[key]
+                }
+                for key in ("ms_per_step", "page_faults_per_step")
+            }
+            row["temp_buffer_bytes"] = first["temp_buffer_bytes"]
+            row["params_and_optimizer_state_bytes"] = first["params_and_optimizer_state_bytes"]
+            out[setting][name] = row
+            print(summary_line(setting, name, row), flush=True)
+    payload = {
+        "machine": machine(),
+        "rounds": args.rounds,
+        "number": args.number,
+        "settings": {
+            "lecturenn": {name: value for name, _, value in _malloc.DEFAULTS},
+            "glibc": f"{_malloc.OPT_OUT}=0: glibc's own",
+        },
+        "load_average_1_5_15_min": loads,
+        "malloc": out,
+    }
+    print(write_json("step_call", payload))
 
 
 if __name__ == "__main__":
