@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 from collections.abc import Mapping
 
 OPT_OUT = "LECTURENN_MALLOC_DEFAULTS"
@@ -59,11 +58,21 @@ VARIABLES = {
 }
 
 
+def c_library() -> str:
+    """The C library's name if it is glibc (glibc's own answer to
+    ``confstr(_CS_GNU_LIBC_VERSION)``), else the empty string."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        return ""
+    return "glibc" if version.startswith("glibc") else ""
+
+
 def reason_to_skip(environ: Mapping[str, str] = os.environ, libc: str | None = None) -> str | None:
     """Why the defaults must not be set here (None: set them)."""
     if environ.get(OPT_OUT, "1") == "0":
         return f"{OPT_OUT}=0"
-    if (libc if libc is not None else platform.libc_ver()[0]) != "glibc":
+    if (libc if libc is not None else c_library()) != "glibc":
         return "the C library is not glibc"
     mine = [name for name in USER_VARIABLES if name in environ]
     if "glibc.malloc" in environ.get("GLIBC_TUNABLES", ""):
