@@ -219,7 +219,7 @@ def main() -> None:
         "rounds": args.rounds,
         "number": args.number,
         "settings": {
-            "lecturenn": {name: value for name, _, value in _malloc.DEFAULTS},
+            "lecturenn": {name: value for name, _, value, _ in _malloc.DEFAULTS},
             "glibc": f"{_malloc.OPT_OUT}=0: glibc's own",
         },
         "load_average_1_5_15_min": loads,

@@ -37,25 +37,20 @@ import os
 from collections.abc import Mapping
 
 OPT_OUT = "LECTURENN_MALLOC_DEFAULTS"
-# mallopt(3) parameter numbers, from glibc's <malloc.h>
-M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-DEFAULTS = (("M_ARENA_MAX", M_ARENA_MAX, 1), ("M_MMAP_MAX", M_MMAP_MAX, 0))
-DEFAULTS += (("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, 1 << 30),)
+# (mallopt(3) parameter, its number in glibc's <malloc.h>, the value set, the environment variable
+# that sets it when a process starts)
+DEFAULTS = (
+    ("M_ARENA_MAX", -8, 1, "MALLOC_ARENA_MAX"),
+    ("M_MMAP_MAX", -4, 0, "MALLOC_MMAP_MAX_"),
+    ("M_TRIM_THRESHOLD", -1, 1 << 30, "MALLOC_TRIM_THRESHOLD_"),
+)
 USER_VARIABLES = (
-    "MALLOC_ARENA_MAX",
-    "MALLOC_MMAP_MAX_",
+    *(variable for *_, variable in DEFAULTS),
     "MALLOC_MMAP_THRESHOLD_",
-    "MALLOC_TRIM_THRESHOLD_",
     "MALLOC_TOP_PAD_",
 )
 
 applied: dict[str, int] = {}  # what apply_defaults set in this process (provenance records it)
-# the environment variables that make glibc start a process with the same settings
-VARIABLES = {
-    "M_ARENA_MAX": "MALLOC_ARENA_MAX",
-    "M_MMAP_MAX": "MALLOC_MMAP_MAX_",
-    "M_TRIM_THRESHOLD": "MALLOC_TRIM_THRESHOLD_",
-}
 
 
 def c_library() -> str:
@@ -93,7 +88,7 @@ def apply_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
     except (OSError, AttributeError):
         return {}
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    for name, param, value in DEFAULTS:
+    for name, param, value, _ in DEFAULTS:
         if mallopt(param, value) == 1:
             applied[name] = value
     return dict(applied)
@@ -102,4 +97,4 @@ def apply_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
 def environment() -> dict[str, str]:
     """The environment variables that start another process (e.g. a PyTorch process a benchmark
     compares with) under the settings ``apply_defaults`` set in this one."""
-    return {VARIABLES[name]: str(value) for name, value in applied.items()}
+    return {variable: str(applied[name]) for name, *_, variable in DEFAULTS if name in applied}
