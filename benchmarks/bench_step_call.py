@@ -16,11 +16,12 @@ this times, per step, interleaved by round:
 - ``scan``: one step of an epoch of ``BATCHES`` steps run as one ``lax.scan`` (the way
   ``lecturenn run`` trains; the epoch's time / BATCHES).
 
-and each under two malloc settings: ``lecturenn`` (what ``import lecturenn`` sets,
-lecturenn/_malloc.py) and ``glibc`` (glibc's own, ``LECTURENN_MALLOC_DEFAULTS=0``). The setting is
-process-wide and cannot be undone, so each round runs this script once per setting in a child
-process (``--malloc lecturenn|glibc``, one round, its own compilations), the two settings in
-alternating order.
+and each under three malloc settings: ``lecturenn`` (what ``import lecturenn`` sets,
+lecturenn/_malloc.py), ``glibc`` (glibc's own, ``LECTURENN_MALLOC_DEFAULTS=0``) and ``one_arena``
+(lecturenn's earlier setting: one arena for every thread, no mmap'd blocks, no trimming below
+1 GiB). A setting is process-wide and cannot be undone, so each round runs this script once per
+setting in a child process (``--malloc SETTING``, one round, its own compilations), the order of
+the settings reversed every other round.
 
 Writes benchmarks/results/step_call.json: per setting and model, [median, min, max] over the
 rounds of the milliseconds and of the minor page faults per step, the step program's temporary
@@ -143,7 +144,17 @@ def measure(name: str, rounds: int, number: int) -> dict:
     }
 
 
-SETTINGS = {"lecturenn": {}, "glibc": {_malloc.OPT_OUT: "0"}}
+# each setting: the environment its child process starts with; "one_arena" is lecturenn's earlier
+# setting (every thread sharing one arena), given as glibc's environment variables
+SETTINGS = {
+    "lecturenn": {},
+    "glibc": {_malloc.OPT_OUT: "0"},
+    "one_arena": {
+        "MALLOC_ARENA_MAX": "1",
+        "MALLOC_MMAP_MAX_": "0",
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    },
+}
 
 
 def child(setting: str, models: list[str], number: int) -> dict:
@@ -163,7 +174,7 @@ def child(setting: str, models: list[str], number: int) -> dict:
 
 
 def summary_line(setting: str, name: str, row: dict) -> str:
-    return f"{setting:9s} {name} " + "  ".join(
+    return f"{setting:10s} {name} " + "  ".join(
         f"{k} {v[0]:.1f} ms ({f[0]:.0f} faults)"
         for (k, v), f in zip(
             row["ms_per_step_median_min_max"].items(),
@@ -180,13 +191,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=["lstm_ptb_small", "cnn_fashion"])
     parser.add_argument(
         "--malloc",
-        choices=[*SETTINGS, "both"],
-        default="both",
-        help="one setting in this process (one round, JSON on stdout), or both in child processes",
+        choices=[*SETTINGS, "all"],
+        default="all",
+        help="one setting in this process (one round, JSON on stdout), or all in child processes",
     )
     args = parser.parse_args()
-    if args.malloc != "both":
-        expected = args.malloc == "lecturenn"
+    if args.malloc != "all":
+        expected = args.malloc == "lecturenn"  # the others tune malloc from the environment
         if bool(_malloc.applied) != expected:
             parser.error(f"--malloc {args.malloc}: the process's malloc settings differ")
         print(json.dumps({name: measure(name, 1, args.number) for name in args.only}))
@@ -221,6 +232,7 @@ def main() -> None:
         "settings": {
             "lecturenn": {name: value for name, _, value, _ in _malloc.DEFAULTS},
             "glibc": f"{_malloc.OPT_OUT}=0: glibc's own",
+            "one_arena": SETTINGS["one_arena"],
         },
         "load_average_1_5_15_min": loads,
         "malloc": out,
