@@ -3,6 +3,7 @@ in a child process, its figure and its ``train_seconds`` against the goal.
 
     python benchmarks/bench_time_to_target.py                # every target, one after another
     python benchmarks/bench_time_to_target.py --only ner     # some of them
+    python benchmarks/bench_time_to_target.py --out NAME     # benchmarks/results/NAME.json
     python benchmarks/bench_time_to_target.py --set 'XLA_FLAGS=...'   # (see --help)
 
 Writes benchmarks/results/time_to_target.json: per target the config, the command, the figure
@@ -95,12 +96,18 @@ def main() -> None:
         "--keep", type=Path, help="keep the run folders under this folder (default: discard)"
     )
     parser.add_argument("--set", nargs="*", default=[], help="extra --set overrides for every run")
+    parser.add_argument(
+        "--out",
+        default="time_to_target",
+        help="benchmarks/results/OUT.json; targets not run keep their figures from that file, so "
+        "give another machine a file of its own",
+    )
     args = parser.parse_args()
     unknown = set(args.only) - {t.name for t in TARGETS}
     if unknown:
         parser.error(f"unknown target(s) {sorted(unknown)}; known: {[t.name for t in TARGETS]}")
     extra = [arg for o in args.set for arg in ("--set", o)]
-    path = Path(__file__).parent / "results" / "time_to_target.json"
+    path = Path(__file__).parent / "results" / f"{args.out}.json"
     previous = json.loads(path.read_text()).get("targets", {}) if path.exists() else {}
     results = dict(previous)
     with tempfile.TemporaryDirectory() as scratch:
@@ -118,7 +125,7 @@ def main() -> None:
                 f"of {target.seconds:.0f} ({'met' if row['time_met'] else 'MISSED'})",
                 flush=True,
             )
-            write_json("time_to_target", {"machine": machine(), "targets": results})
+            write_json(args.out, {"machine": machine(), "targets": results})
     print(f"-> {path}")
 
 
