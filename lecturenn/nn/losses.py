@@ -93,20 +93,27 @@ def _one_hot(targets: Array, num_classes: int, dtype) -> Array:
     return (targets[..., None] == jnp.arange(num_classes)).astype(dtype)
 
 
+def _target_entries(log_p: Array, targets: Array) -> Array:
+    """log_p[..., y] for each row: a gather of one entry a row (a target outside [0, K) reads the
+    nearest class; its row should be masked out)."""
+    index = targets[..., None].astype(jnp.int32)
+    return jnp.take_along_axis(log_p, index, axis=-1, mode="clip")[..., 0]
+
+
 def softmax_cross_entropy(scores: Array, targets: Array, mask: Array | None = None) -> Array:
     """J = mean over rows of -log softmax(s)_y = logsumexp(s) - s_y (max-subtracted, stable)."""
-    log_p = _log_softmax(scores)
-    per_row = -jnp.take_along_axis(log_p, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    return _masked_mean(per_row, mask)[0]
+    return _masked_mean(-_target_entries(_log_softmax(scores), targets), mask)[0]
 
 
 def softmax_cross_entropy_value_and_grad(
     scores: Array, targets: Array, mask: Array | None = None
 ) -> tuple[Array, Array]:
-    """∂J/∂s = (P - Y) · w_row / count, P = softmax(s), Y one-hot (CS224n: ŷ - y)."""
+    """∂J/∂s = (P - Y) · w_row / count, P = softmax(s), Y one-hot (CS224n: ŷ - y). The loss
+    gathers log P at the targets rather than summing Y ∘ log P, which would write and read back
+    a whole (rows × K) array (16 MB a step for the PTB LSTM's 10,000-way output)."""
     log_p = _log_softmax(scores)
+    loss, row_weight = _masked_mean(-_target_entries(log_p, targets), mask)
     y = _one_hot(targets, scores.shape[-1], scores.dtype)
-    loss, row_weight = _masked_mean(-jnp.sum(y * log_p, axis=-1), mask)
     return loss, (jnp.exp(log_p) - y) * _expand(row_weight, scores.ndim)
 
 
