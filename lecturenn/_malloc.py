@@ -24,15 +24,14 @@ the same step inside an epoch") has the measurements.
 
 The number of arenas stays glibc's: with one arena for every thread (``M_ARENA_MAX = 1``, an
 earlier setting) the faults went away too, but XLA's threads then contended for it, and the CNN's
-scan epoch ran 1.2× slower on a 2-core Xeon.
+scan epoch ran 1.28× slower on a 2-core Xeon.
 
-The cost: a process keeps up to 1 GiB of freed memory (reserved address space beyond that is
-not resident until touched), and a large block freed in the middle of
-the heap is reused rather than returned. It changes nothing where glibc is not the allocator
-(macOS, Windows, musl), when the environment already tunes glibc's malloc (``MALLOC_ARENA_MAX``,
-``MALLOC_MMAP_MAX_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
-``MALLOC_TOP_PAD_``, or ``glibc.malloc`` in ``GLIBC_TUNABLES``), when ``LD_PRELOAD`` loads
-another allocator (a path with "malloc" in its name: jemalloc, tcmalloc, mimalloc), or with
+The cost: a process keeps up to 1 GiB of freed memory (the padding is address space, resident
+only once touched), and a large block freed in the middle of a heap is reused rather than
+returned. It changes nothing where glibc is not the allocator (macOS, Windows, musl), when the
+environment already tunes glibc's malloc (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``,
+``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``, or ``glibc.malloc``
+in ``GLIBC_TUNABLES``), when ``LD_PRELOAD`` loads another allocator (a path with "malloc" in its name: jemalloc, tcmalloc, mimalloc), or with
 ``LECTURENN_MALLOC_DEFAULTS=0``. The settings are process-wide and apply to arenas made before
 the import as well. Every run records the settings applied (summary.json, provenance).
 """
