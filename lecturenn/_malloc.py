@@ -31,9 +31,10 @@ only once touched), and a large block freed in the middle of a heap is reused ra
 returned. It changes nothing where glibc is not the allocator (macOS, Windows, musl), when the
 environment already tunes glibc's malloc (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``,
 ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``, or ``glibc.malloc``
-in ``GLIBC_TUNABLES``), when ``LD_PRELOAD`` loads another allocator (a path with "malloc" in its name: jemalloc, tcmalloc, mimalloc), or with
-``LECTURENN_MALLOC_DEFAULTS=0``. The settings are process-wide and apply to arenas made before
-the import as well. Every run records the settings applied (summary.json, provenance).
+in ``GLIBC_TUNABLES``), when ``LD_PRELOAD`` loads another allocator (a path with "malloc" in its
+name: jemalloc, tcmalloc, mimalloc), or with ``LECTURENN_MALLOC_DEFAULTS=0``. The settings are
+process-wide and apply to arenas made before the import as well. Every run records the settings
+applied (summary.json, provenance).
 """
 
 from __future__ import annotations
