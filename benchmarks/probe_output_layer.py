@@ -5,13 +5,14 @@ products themselves slower than PyTorch's, or what XLA fuses around them? (docs/
     python benchmarks/probe_output_layer.py jax
     python benchmarks/probe_output_layer.py torch     # needs the optional PyTorch (2 threads)
 
-Prints, for each operation, the median over 5 runs of 20 calls of the milliseconds a call (one
-jitted call each in JAX, random-free operands of ones); writes nothing.
+Prints, for each operation, the median over 5 rounds of 20 calls of the milliseconds a call
+(``timing.time_calls``: the operations round-robin; one jitted call each in JAX; operands of
+ones); writes nothing.
 """
 
 from __future__ import annotations
 
-import time
+from timing import time_calls
 
 from lecturenn.cli import Parser
 
@@ -26,55 +27,43 @@ PRODUCTS = {
 SOFTMAX = (400, 10000)
 
 
-def median_ms(fn, calls: int = 20, runs: int = 5) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls)
-    return 1e3 * sorted(times)[runs // 2]
-
-
-def jax_times() -> dict[str, float]:
+def jax_calls() -> dict:
     import jax
     import jax.numpy as jnp
 
     import lecturenn  # noqa: F401  (its XLA and malloc defaults, as in training)
 
-    out = {}
+    fns = {}
     product = jax.jit(lambda a, b: a @ b)
     for name, (a, b) in PRODUCTS.items():
         x, y = jnp.ones(a, jnp.float32), jnp.ones(b, jnp.float32)
-        out[name] = median_ms(lambda x=x, y=y: product(x, y).block_until_ready())
+        fns[name] = lambda x=x, y=y: product(x, y)
     softmax = jax.jit(jax.nn.softmax)
     scores = jnp.ones(SOFTMAX, jnp.float32)
-    out["softmax"] = median_ms(lambda: softmax(scores).block_until_ready())
-    return out
+    fns["softmax"] = lambda: softmax(scores)
+    return fns
 
 
-def torch_times() -> dict[str, float]:
+def torch_calls() -> dict:
     import torch
 
     torch.set_num_threads(2)
-    out = {}
+    fns = {}
     for name, (a, b) in PRODUCTS.items():
         x, y = torch.ones(a), torch.ones(b)
-        out[name] = median_ms(lambda x=x, y=y: x @ y)
+        fns[name] = lambda x=x, y=y: x @ y
     scores = torch.ones(SOFTMAX)
-    out["softmax"] = median_ms(lambda: torch.softmax(scores, -1))
-    return out
+    fns["softmax"] = lambda: torch.softmax(scores, -1)
+    return fns
 
 
 def main() -> None:
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("library", choices=["jax", "torch"])
     args = parser.parse_args()
-    times = jax_times() if args.library == "jax" else torch_times()
-    for name, ms in times.items():
-        print(f"{args.library:5s} {name:20s} {ms:7.3f} ms")
+    fns = jax_calls() if args.library == "jax" else torch_calls()
+    for name, seconds in time_calls(fns, repeats=5, number=20).items():
+        print(f"{args.library:5s} {name:20s} {1e3 * seconds:7.3f} ms")
 
 
 if __name__ == "__main__":
