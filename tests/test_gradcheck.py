@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from lecturenn import gradcheck
 from lecturenn.cli import main
@@ -98,24 +99,26 @@ FAMILIES = [
     ("ptb_lstm_small", "lecturenn.nn.recurrent", "lstm_backward", 0),
     ("adding_problem", "lecturenn.nn.recurrent", "rnn_backward", 0),
 ]
+_IDS = [f"{name}-{function}" for name, _, function, _ in FAMILIES]
 
 
-def test_cli_gradcheck_of_a_config_fails_on_a_wrong_derivative(monkeypatch, capsys):
+@pytest.mark.parametrize(("name", "module_name", "function", "index"), FAMILIES, ids=_IDS)
+def test_cli_gradcheck_of_a_config_fails_on_a_wrong_derivative(
+    name, module_name, function, index, monkeypatch, capsys
+):
     """A wrong backward in each model family (affine, conv, SLL, embedding scatter-add, RNN and
     LSTM BPTT) makes ``lecturenn gradcheck CONFIG`` exit 1, naming the leaf."""
     import importlib
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    for name, module_name, function, index in FAMILIES:
-        module = importlib.import_module(module_name)
-        original = getattr(module, function)
-        if index is None:  # a single array: the embedding gradient
-            wrong = lambda *a, f=original, **k: f(*a, **k) * 1.001  # noqa: E731
-        else:
-            wrong = _scaled(original, index)
-        with monkeypatch.context() as patch:
-            patch.setattr(module, function, wrong)
-            assert main(["gradcheck", str(root / f"{name}.toml")]) == 1, name
-        captured = capsys.readouterr()
-        assert " NO" in captured.out and "FAILED" in captured.err, name
+    module = importlib.import_module(module_name)
+    original = getattr(module, function)
+    if index is None:  # a single array: the embedding gradient
+        wrong = lambda *a, f=original, **k: f(*a, **k) * 1.001  # noqa: E731
+    else:
+        wrong = _scaled(original, index)
+    monkeypatch.setattr(module, function, wrong)
+    assert main(["gradcheck", str(root / f"{name}.toml")]) == 1
+    captured = capsys.readouterr()
+    assert " NO" in captured.out and "FAILED" in captured.err
