@@ -1,4 +1,4 @@
-"""Shared test setup: float64 for derivative checks, and the shared data root."""
+"""Shared test setup: float64 for derivative checks, one compilation cache, the shared data root."""
 
 import atexit
 import os
@@ -52,23 +52,3 @@ def float32():
         yield
     finally:
         jax.config.update("jax_enable_x64", True)
-
-
-# One XLA compilation cache for the whole test session, this process and the `lecturenn`
-# subprocesses the tests start: many tests compile the same programs again (a run resumed or
-# extended compiles what the reference run compiled). Programs are keyed by their HLO, flags and
-# devices, so a hit returns the executable the miss compiled; nothing outlives the session.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _CACHE = tempfile.mkdtemp(prefix="lecturenn-tests-xla-cache-")
-    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    # a size limit turns on jax's file lock: no process reads an entry another is writing
-    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(8 << 30)
-jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-for _name in ("min_compile_time_secs", "min_entry_size_bytes"):
-    jax.config.update(f"jax_persistent_cache_{_name}", 0)
-jax.config.update(
-    "jax_compilation_cache_max_size", int(os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE", 8 << 30))
-)
