@@ -323,13 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("eval", help="entity-level P/R/F1 of a trained tagger run (conlleval)")
+    p = sub.add_parser(
+        "eval",
+        help="a trained run on a split: a tagger's entity-level P/R/F1 (conlleval), a recurrent "
+        "language model's nats/token and perplexity",
+    )
     p.add_argument(
         "run",
         nargs="+",
-        help="run folder of a window tagger; several (one config's seeds): their ensemble",
+        help="run folder of a window tagger or a recurrent LM; several: their ensemble "
+        "(a tagger's: one config's seeds)",
     )
-    p.add_argument("--split", default="test", help="train | valid | test")
+    p.add_argument("--split", default="test", help="train | valid | test (LMs: valid | test)")
     p.add_argument("--predictions", help="also write conlleval input (token gold pred) here")
     p.set_defaults(func=_cmd_eval)
 

@@ -29,7 +29,7 @@ from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import schemas
 from lecturenn.experiments.provenance import data_key, file_sha256
-from lecturenn.experiments.tasks import tagging
+from lecturenn.experiments.tasks import language, tagging
 from lecturenn.models import nplm, rnn_lm
 from lecturenn.models.window_tagger import WindowTaggerConfig
 from lecturenn.train import checkpoint
@@ -184,15 +184,21 @@ def tag_split(run_dirs, split: str = "test") -> tuple[tagging.EvalSplit, list]:
 
 
 def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
-    """conlleval's per-entity table of a trained tagger on ``split`` (several run folders: of
-    their ensemble, ``tag_split``); with ``predictions_path``, also write the predictions in
+    """A trained run's figures on ``split``: a tagger's conlleval per-entity table, a recurrent
+    language model's nats per token and perplexity (``lm_split_loss``). Several run folders:
+    those of their ensemble. With ``predictions_path`` (taggers), also write the predictions in
     conlleval's input format (original tags)."""
+    paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
+    if isinstance(load_run(paths[0]).model_config, rnn_lm.RNNLMConfig):
+        if predictions_path is not None:
+            raise UserError("--predictions: only for taggers (conlleval input)")
+        return lm_split_loss(paths, split)
     split_name(split)
     if predictions_path is not None:
         folder = Path(predictions_path).parent
         if not folder.is_dir():
             raise UserError(f"--predictions {predictions_path}: no folder {folder}")
-    data, tags = tag_split(run_dirs, split)
+    data, tags = tag_split(paths, split)
     if predictions_path is not None:
         tagging.write_predictions(Path(predictions_path), data, tags)
     return format_conlleval_table(entity_f1([s.ner for s in data.sentences], tags, data.scheme))
@@ -219,6 +225,49 @@ def tag_text(run_dir, text: str) -> list[tuple[str, str]]:
 
 
 # --- language models ---------------------------------------------------------------------------
+
+
+def _lm_split(run: Run, split: str) -> dict:
+    name = {"val": "valid"}.get(split, split)
+    corpus = language.load_corpus(run.config.data)
+    if name not in ("valid", "test") or name not in corpus:
+        have = " and ".join(s for s, key in (("val", "valid"), ("test", "test")) if key in corpus)
+        raise UserError(f"--split {split!r}: the data of {run.path} has {have} splits only")
+    for data_file in language.corpus_files(run.config.data):
+        check_data_digest(run, data_file)
+    data = run.config.data
+    return language.stream_windows(corpus[name], data.eval_batch_size, data.eval_num_steps)
+
+
+def lm_split_loss(run_dirs, split: str = "val") -> str:
+    """Mean NLL per token (nats) and perplexity of a recurrent LM run on ``split``, read as in
+    training (the split front to back, the state carried); several runs (seeds, or networks of
+    other sizes trained on the same text): their ensemble, which averages the models'
+    probabilities of each token (``language.ensemble_nll``), with each run's own figure."""
+    paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
+    split = _SPLIT_ALIASES.get(split, split)
+    runs = [load_run(path) for path in paths]
+    log_probs, windows = [], None
+    for path, run in zip(paths, runs, strict=True):
+        if not isinstance(run.model_config, rnn_lm.RNNLMConfig):
+            raise UserError(f"{path}: not a recurrent language model; an ensemble needs one kind")
+        if run.vocabs != runs[0].vocabs:
+            raise UserError(f"{path}: its vocabulary differs from that of {paths[0]}")
+        data = _lm_split(run, split)
+        if windows is not None and not all(np.array_equal(data[k], windows[k]) for k in ("x", "y")):
+            raise UserError(
+                f"{path}: reads {split} in other windows than {paths[0]} "
+                "(data.eval_batch_size, data.eval_num_steps); set them alike"
+            )
+        windows = data
+        log_probs.append(language.make_lm_token_log_probs(run.model_config)(run.params, data))
+    each = [float(-jnp.mean(lp)) for lp in log_probs]
+    nll = each[0] if len(each) == 1 else language.ensemble_nll(log_probs)
+    tokens = int(np.prod(log_probs[0].shape))
+    line = f"{split}: {nll:.4f} nats/token, perplexity {np.exp(nll):.3f} ({tokens:,} tokens"
+    if len(each) == 1:
+        return line + ")"
+    return line + f"; ensemble of {len(each)} runs: " + ", ".join(f"{x:.4f}" for x in each) + ")"
 
 
 def _draw(key, logits, temperature):

@@ -100,9 +100,14 @@ def _target_entries(log_p: Array, targets: Array) -> Array:
     return jnp.take_along_axis(log_p, index, axis=-1, mode="clip")[..., 0]
 
 
+def target_log_probs(scores: Array, targets: Array) -> Array:
+    """log softmax(s)_y of each row: the log probability a model gives the target class."""
+    return _target_entries(_log_softmax(scores), targets)
+
+
 def softmax_cross_entropy(scores: Array, targets: Array, mask: Array | None = None) -> Array:
     """J = mean over rows of -log softmax(s)_y = logsumexp(s) - s_y (max-subtracted, stable)."""
-    return _masked_mean(-_target_entries(_log_softmax(scores), targets), mask)[0]
+    return _masked_mean(-target_log_probs(scores, targets), mask)[0]
 
 
 def softmax_cross_entropy_value_and_grad(

@@ -1,6 +1,8 @@
 """Sampling from a run folder: reproducible from the seed, and at a temperature near 0 it is the
 greedy (argmax) continuation computed independently from the model's forward pass."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,15 +11,13 @@ import pytest
 from lecturenn.errors import UserError
 from lecturenn.experiments import config as config_lib
 from lecturenn.experiments import runner
-from lecturenn.experiments.inference import sample_run
+from lecturenn.experiments.inference import evaluate_run, sample_run
 from lecturenn.models import rnn_lm
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 8
 
 
-@pytest.fixture(scope="module")
-def char_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sample")
+def _train_char_lm(folder, seed: int):
     (folder / "tiny.txt").write_text(TEXT)
     (folder / "c.toml").write_text(
         f"""
@@ -40,11 +40,22 @@ learning_rate = 0.01
 epochs = 2
 batch_size = 4
 monitor = "perplexity"
+seed = {seed}
 """
     )
     cfg = config_lib.load_config(folder / "c.toml")
     runner.run(cfg, folder / "run", quiet=True)
     return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def char_run(tmp_path_factory):
+    return _train_char_lm(tmp_path_factory.mktemp("sample"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def char_run_seed1(tmp_path_factory):
+    return _train_char_lm(tmp_path_factory.mktemp("sample1"), seed=1)
 
 
 def test_same_seed_same_text_and_another_seed_differs(char_run):
@@ -76,3 +87,54 @@ def test_prime_outside_the_vocabulary_is_a_user_error(char_run):
         sample_run(char_run, prime="Zebra", length=5)
     with pytest.raises(UserError, match="temperature"):
         sample_run(char_run, prime="R", length=5, temperature=0.0)
+
+
+def _nats(line: str) -> float:
+    return float(re.match(r"val: ([0-9.]+) nats/token", line).group(1))
+
+
+def _reference_probs(run_dir) -> tuple[np.ndarray, int]:
+    """P(next char) of every validation character after the first, from one forward pass over
+    the whole validation text (one stream, the state carried: what windows of 8 compute), in
+    float64 numpy; and how many of them the windows score."""
+    from lecturenn.experiments.inference import load_run
+
+    run = load_run(run_dir)
+    vocab = run.vocabs["tokens"]
+    valid = TEXT[-len(TEXT) // 10 :]  # the text reader's valid_fraction = 0.1, taken at the end
+    ids = np.array([vocab.index(ch) for ch in valid])
+    logits, _ = rnn_lm.apply(run.model_config, run.params, {}, jnp.asarray(ids[None, :-1]))
+    logits = np.asarray(logits[0], dtype=np.float64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    scored = (len(ids) - 1) // 8 * 8
+    return p[np.arange(len(ids) - 1), ids[1:]], scored
+
+
+def test_eval_of_a_language_model_and_of_an_ensemble_that_mixes_probabilities(
+    char_run, char_run_seed1
+):
+    """``lecturenn eval`` on an LM run: its validation loss as training measured it; on two
+    runs: -mean log of the averaged probabilities, computed here from full forward passes."""
+    import json
+
+    single = _nats(evaluate_run(char_run, "valid"))
+    summary = json.loads((char_run / "summary.json").read_text())
+    assert single == pytest.approx(summary["val_loss"], abs=2e-4)
+    assert _nats(evaluate_run([char_run, char_run], "val")) == pytest.approx(single, abs=1e-4)
+
+    (p0, scored), (p1, _) = _reference_probs(char_run), _reference_probs(char_run_seed1)
+    assert -np.mean(np.log(p0[:scored])) == pytest.approx(single, abs=2e-4)
+    line = evaluate_run([char_run, char_run_seed1], "val")
+    mixed = -np.mean(np.log((p0[:scored] + p1[:scored]) / 2))
+    assert _nats(line) == pytest.approx(mixed, abs=2e-4)
+    assert "ensemble of 2 runs" in line and f"({scored:,} tokens" in line
+    each = [-np.mean(np.log(p[:scored])) for p in (p0, p1)]
+    assert mixed < np.mean(each)  # the two seeds disagree somewhere, so mixing gains (Jensen)
+
+
+def test_eval_of_a_language_model_names_what_it_cannot_do(char_run, tmp_path):
+    with pytest.raises(UserError, match="--split 'test'.*val"):
+        evaluate_run(char_run, "test")
+    with pytest.raises(UserError, match="--predictions"):
+        evaluate_run(char_run, "val", tmp_path / "p.txt")

@@ -81,25 +81,49 @@ def stream_row(loss, aux) -> dict:
     return {"train_loss": float(nll), "train_perplexity": float(jnp.exp(nll))}
 
 
+def _over_windows(lm_cfg, params, data, score):
+    """score(logits, targets) of each (B, T) window of a split in order, the recurrent state
+    carried from zeros through all of them (Zaremba's reading of a held-out split)."""
+
+    def window(lm_state, xy):
+        logits, lm_state = rnn_lm.apply(lm_cfg, params, lm_state, xy[0])
+        return lm_state, score(logits, xy[1])
+
+    carry0 = rnn_lm.zero_state(lm_cfg, data["x"].shape[1], params["embed"].dtype)
+    return jax.lax.scan(window, carry0, (data["x"], data["y"]))[1]
+
+
 def make_lm_evaluate(lm_cfg):
     """evaluate(params, state, windows) -> {"loss" (nats/token), "perplexity"}, state carried
     from zeros through every window of the split in order."""
 
     @jax.jit
     def mean_nll(params, data):
-        def window(lm_state, xy):
-            logits, lm_state = rnn_lm.apply(lm_cfg, params, lm_state, xy[0])
-            return lm_state, losses.softmax_cross_entropy(logits, xy[1])
-
-        carry0 = rnn_lm.zero_state(lm_cfg, data["x"].shape[1], params["embed"].dtype)
-        _, nlls = jax.lax.scan(window, carry0, (data["x"], data["y"]))
-        return jnp.mean(nlls)  # every window has B·T tokens, so the mean of means is exact
+        # every window has B·T tokens, so the mean of the windows' means is exact
+        return jnp.mean(_over_windows(lm_cfg, params, data, losses.softmax_cross_entropy))
 
     def evaluate(params, state, data):
         nll = float(mean_nll(params, data))
         return {"loss": nll, "perplexity": float(jnp.exp(nll))}
 
     return evaluate
+
+
+def make_lm_token_log_probs(lm_cfg):
+    """log_probs(params, windows) -> (W, B, T): log P(y_t | the text before it) of every scored
+    token of a split, read as ``make_lm_evaluate`` reads it (its loss is minus their mean)."""
+    return jax.jit(
+        lambda params, data: _over_windows(lm_cfg, params, data, losses.target_log_probs)
+    )
+
+
+def ensemble_nll(log_probs) -> float:
+    """Mean NLL per token of the ensemble that averages K models' probabilities,
+    -mean_t log((1/K) Σ_k P_k(y_t)), from each model's log P_k(y_t) (logsumexp, stable). It is
+    at most the models' mean NLL (Jensen), and equals it when the models agree."""
+    stacked = jnp.stack([jnp.asarray(lp) for lp in log_probs])
+    mixed = jax.scipy.special.logsumexp(stacked, axis=0) - jnp.log(stacked.shape[0])
+    return float(-jnp.mean(mixed))
 
 
 def make_nplm_evaluate(model, batch_size: int = 2048):
