@@ -189,7 +189,10 @@ def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
     those of their ensemble. With ``predictions_path`` (taggers), also write the predictions in
     conlleval's input format (original tags)."""
     paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
-    if isinstance(load_run(paths[0]).model_config, rnn_lm.RNNLMConfig):
+    model_config = load_run(paths[0]).model_config
+    if not isinstance(model_config, rnn_lm.RNNLMConfig | WindowTaggerConfig):
+        raise UserError(f"{paths[0]}: eval reads window taggers and recurrent LMs, not this model")
+    if isinstance(model_config, rnn_lm.RNNLMConfig):
         if predictions_path is not None:
             raise UserError("--predictions: only for taggers (conlleval input)")
         return lm_split_loss(paths, split)
