@@ -188,6 +188,10 @@ def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
     language model's nats per token and perplexity (``lm_split_loss``). Several run folders:
     those of their ensemble. With ``predictions_path`` (taggers), also write the predictions in
     conlleval's input format (original tags)."""
+    if predictions_path is not None:  # before the runs are read: a slip costs no waiting
+        folder = Path(predictions_path).parent
+        if not folder.is_dir():
+            raise UserError(f"--predictions {predictions_path}: no folder {folder}")
     paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
     model_config = load_run(paths[0]).model_config
     if not isinstance(model_config, rnn_lm.RNNLMConfig | WindowTaggerConfig):
@@ -197,10 +201,6 @@ def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
             raise UserError("--predictions: only for taggers (conlleval input)")
         return lm_split_loss(paths, split)
     split_name(split)
-    if predictions_path is not None:
-        folder = Path(predictions_path).parent
-        if not folder.is_dir():
-            raise UserError(f"--predictions {predictions_path}: no folder {folder}")
     data, tags = tag_split(paths, split)
     if predictions_path is not None:
         tagging.write_predictions(Path(predictions_path), data, tags)
