@@ -15,6 +15,7 @@ jax.config.update("jax_enable_x64", True)
 # subprocesses the tests start: many tests compile the same programs again (a run resumed or
 # extended compiles what the reference run compiled). Programs are keyed by their HLO, flags and
 # devices, so a hit returns the executable the miss compiled; nothing outlives the session.
+_CACHE_LIMIT = 8 << 30  # bytes
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _CACHE = tempfile.mkdtemp(prefix="lecturenn-tests-xla-cache-")
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
@@ -22,12 +23,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     # a size limit turns on jax's file lock: no process reads an entry another is writing
-    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(8 << 30)
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(_CACHE_LIMIT)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 for _name in ("min_compile_time_secs", "min_entry_size_bytes"):
     jax.config.update(f"jax_persistent_cache_{_name}", 0)
 jax.config.update(
-    "jax_compilation_cache_max_size", int(os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE", 8 << 30))
+    "jax_compilation_cache_max_size",
+    int(os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE", _CACHE_LIMIT)),
 )
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

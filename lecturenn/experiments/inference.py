@@ -131,10 +131,17 @@ def check_data_digest(run: Run, data_file: Path) -> None:
 # --- taggers ------------------------------------------------------------------------------------
 
 
-def _tagger(path) -> tuple[Run, tagging.Vocabs]:
-    run = load_run(path)
+def _loaded(run_dirs) -> tuple[list[Path], list[Run]]:
+    """(paths, runs) of one run folder or several; a run already loaded is used as it is."""
+    items = [run_dirs] if isinstance(run_dirs, str | Path | Run) else list(run_dirs)
+    runs = [item if isinstance(item, Run) else load_run(item) for item in items]
+    return [run.path for run in runs], runs
+
+
+def _tagger(path_or_run) -> tuple[Run, tagging.Vocabs]:
+    run = path_or_run if isinstance(path_or_run, Run) else load_run(path_or_run)
     if not isinstance(run.config.model, WindowTaggerConfig):
-        raise UserError(f"{path}: the run's model is not a window tagger")
+        raise UserError(f"{run.path}: the run's model is not a window tagger")
     return run, tagging.vocabs_from_json(run.vocabs, run.config.data)
 
 
@@ -164,11 +171,11 @@ def _check_combinable(paths: list, runs: list[Run]) -> None:
 def tag_split(run_dirs, split: str = "test") -> tuple[tagging.EvalSplit, list]:
     """(the split's sentences, the predicted tags in the file's scheme) of a trained tagger, or
     of several runs of one config (e.g. its seeds) as an ensemble: each sentence decoded from the
-    models' averaged scores (``tagging.make_ensemble_predict``)."""
-    paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
+    models' averaged scores (``tagging.make_ensemble_predict``). ``run_dirs``: folders or runs
+    already loaded."""
     name = split_name(split)
-    taggers = [_tagger(path) for path in paths]
-    runs = [run for run, _ in taggers]
+    paths, runs = _loaded(run_dirs)
+    taggers = [_tagger(run) for run in runs]
     run, vocabs = taggers[0]
     _check_combinable(paths, runs)
     for each in runs:
@@ -192,16 +199,16 @@ def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
         folder = Path(predictions_path).parent
         if not folder.is_dir():
             raise UserError(f"--predictions {predictions_path}: no folder {folder}")
-    paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
-    model_config = load_run(paths[0]).model_config
+    paths, runs = _loaded(run_dirs)  # read once, for the dispatch and the scoring
+    model_config = runs[0].model_config
     if not isinstance(model_config, rnn_lm.RNNLMConfig | WindowTaggerConfig):
         raise UserError(f"{paths[0]}: eval reads window taggers and recurrent LMs, not this model")
     if isinstance(model_config, rnn_lm.RNNLMConfig):
         if predictions_path is not None:
             raise UserError("--predictions: only for taggers (conlleval input)")
-        return lm_split_loss(paths, split)
+        return lm_split_loss(runs, split)
     split_name(split)
-    data, tags = tag_split(paths, split)
+    data, tags = tag_split(runs, split)
     if predictions_path is not None:
         tagging.write_predictions(Path(predictions_path), data, tags)
     return format_conlleval_table(entity_f1([s.ner for s in data.sentences], tags, data.scheme))
@@ -236,8 +243,6 @@ def _lm_split(run: Run, split: str) -> dict:
     if name not in ("valid", "test") or name not in corpus:
         have = " and ".join(s for s, key in (("val", "valid"), ("test", "test")) if key in corpus)
         raise UserError(f"--split {split!r}: the data of {run.path} has {have} splits only")
-    for data_file in language.corpus_files(run.config.data):
-        check_data_digest(run, data_file)
     data = run.config.data
     return language.stream_windows(corpus[name], data.eval_batch_size, data.eval_num_steps)
 
@@ -246,24 +251,29 @@ def lm_split_loss(run_dirs, split: str = "val") -> str:
     """Mean NLL per token (nats) and perplexity of a recurrent LM run on ``split``, read as in
     training (the split front to back, the state carried); several runs (seeds, or networks of
     other sizes trained on the same text): their ensemble, which averages the models'
-    probabilities of each token (``language.ensemble_nll``), with each run's own figure."""
-    paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
+    probabilities of each token (``language.ensemble_nll``), with each run's own figure.
+    ``run_dirs``: folders or runs already loaded."""
     split = _SPLIT_ALIASES.get(split, split)
-    runs = [load_run(path) for path in paths]
+    paths, runs = _loaded(run_dirs)
     log_probs, windows = [], None
     for path, run in zip(paths, runs, strict=True):
         if not isinstance(run.model_config, rnn_lm.RNNLMConfig):
             raise UserError(f"{path}: not a recurrent language model; an ensemble needs one kind")
         if run.vocabs != runs[0].vocabs:
             raise UserError(f"{path}: its vocabulary differs from that of {paths[0]}")
-        data = _lm_split(run, split)
-        if windows is not None and not all(np.array_equal(data[k], windows[k]) for k in ("x", "y")):
-            raise UserError(
-                f"{path}: reads {split} in other windows than {paths[0]} "
-                "(data.eval_batch_size, data.eval_num_steps); set them alike"
-            )
-        windows = data
-        log_probs.append(language.make_lm_token_log_probs(run.model_config)(run.params, data))
+        for data_file in language.corpus_files(run.config.data):
+            check_data_digest(run, data_file)
+        if windows is None or run.config.data != runs[0].config.data:
+            data = _lm_split(run, split)  # the text is read again only for other [data] settings
+            if windows is not None and not all(
+                np.array_equal(data[k], windows[k]) for k in ("x", "y")
+            ):
+                raise UserError(
+                    f"{path}: reads {split} in other windows than {paths[0]} "
+                    "(data.eval_batch_size, data.eval_num_steps); set them alike"
+                )
+            windows = data
+        log_probs.append(language.make_lm_token_log_probs(run.model_config)(run.params, windows))
     each = [float(-jnp.mean(lp)) for lp in log_probs]
     nll = each[0] if len(each) == 1 else language.ensemble_nll(log_probs)
     tokens = int(np.prod(log_probs[0].shape))
