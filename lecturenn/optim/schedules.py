@@ -54,6 +54,18 @@ def one_over_t(init_value: float, k: float) -> Schedule:
     return lambda step: init_value / (1 + k * _step(step))
 
 
+def cosine(init_value: float, decay_steps: int, alpha: float = 0.0) -> Schedule:
+    """Cosine decay (Loshchilov & Hutter 2017, SGDR without restarts; optax's
+    ``cosine_decay_schedule``): α_t = α0 · ((1 − a) · ½(1 + cos(π · min(t, T)/T)) + a), from α0
+    at t = 0 down to a · α0 at t = T = ``decay_steps``, then constant."""
+
+    def schedule(step):
+        t = jnp.minimum(_step(step), decay_steps)
+        return init_value * ((1 - alpha) * 0.5 * (1 + jnp.cos(jnp.pi * t / decay_steps)) + alpha)
+
+    return schedule
+
+
 def warmup(init_value: float, warmup_steps: int, then: Schedule | None = None) -> Schedule:
     """Linear warmup: α_t = α0 · (t+1) / warmup_steps for t < warmup_steps, then `then(t − W)`.
 
@@ -95,11 +107,12 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "exponential": exponential,
     "inverse_time": inverse_time,
     "one_over_t": one_over_t,
+    "cosine": cosine,
     "warmup": warmup,
     "piecewise_epoch_decay": piecewise_epoch_decay,
 }
 
-_POSITIVE = ("step_size", "tau", "warmup_steps", "steps_per_epoch")
+_POSITIVE = ("step_size", "tau", "warmup_steps", "steps_per_epoch", "decay_steps")
 
 
 def get_schedule(kind: str, **kwargs: Any) -> Schedule:

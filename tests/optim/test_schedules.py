@@ -51,6 +51,19 @@ def test_one_over_t_is_a0_over_one_plus_kt():
     _check(schedules.one_over_t(0.1, 0.05), lambda t: 0.1 / (1 + 0.05 * t))
 
 
+def test_cosine_falls_from_a0_to_alpha_a0_over_decay_steps_then_holds():
+    def formula(t):
+        return 0.3 * (0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 250) / 250)) + 0.1)
+
+    _check(schedules.cosine(0.3, 250, alpha=0.1), formula)
+    # Independently: optax's cosine decay is the same schedule.
+    np.testing.assert_allclose(
+        np.asarray(schedules.cosine(0.3, 250, alpha=0.1)(STEPS)),
+        np.asarray(optax.cosine_decay_schedule(0.3, 250, alpha=0.1)(STEPS)),
+        rtol=1e-5,
+    )
+
+
 def test_warmup_ramps_linearly_then_holds():
     _check(schedules.warmup(0.4, 20), lambda t: 0.4 * min(t + 1, 20) / 20)
 
@@ -90,7 +103,8 @@ def test_get_schedule_builds_by_name_including_a_nested_then():
 @pytest.mark.parametrize(
     ("kind", "kwargs", "fragments"),
     [
-        ("cosine", {}, ["'cosine'", "step_decay", "warmup"]),
+        ("cosine_restarts", {}, ["'cosine_restarts'", "step_decay", "cosine"]),
+        ("cosine", {"init_value": 0.1, "decay_steps": 0}, ["decay_steps", "> 0"]),
         ("step_decay", {"init_value": 0.1, "step": 10, "factor": 0.5}, ["'step'", "step_size"]),
         ("step_decay", {"init_value": 0.1, "factor": 0.5}, ["'step_size'"]),
         ("inverse_time", {"init_value": 0.1, "tau": 0}, ["tau", "> 0"]),
