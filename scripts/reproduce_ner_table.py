@@ -215,9 +215,12 @@ def bench_lines() -> list[str]:
         return ["Not measured yet: `python benchmarks/bench_ner.py`."]
     bench = json.loads(path.read_text())
     load = round(bench.get("load_average_at_start", [float("nan")])[0], 1)
+    machine = bench.get("machine", {})
+    cpu = f"{machine.get('processor', 'an unrecorded CPU')}, {machine.get('cpu_count', '?')} cores"
     lines = [
-        f"`python benchmarks/bench_ner.py` → `benchmarks/results/ner.json` (load average {load} "
-        "at the start); training tokens per second of one step, same model and batch in each row:",
+        f"`python benchmarks/bench_ner.py` → `benchmarks/results/ner.json` ({cpu}, load "
+        f"average {load} at the start; docs/performance.md has the figures of another 2-core "
+        "machine); training tokens per second of one step, same model and batch in each row:",
         "",
         "| scoring | sentences × length | lecturenn manual | lecturenn jax.grad | PyTorch 1 thread "
         "| PyTorch 2 threads | manual / best PyTorch |",
