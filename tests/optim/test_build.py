@@ -122,7 +122,7 @@ def test_the_loop_halves_the_learning_rate_through_the_state():
         ({"l2": -0.1}, "l2"),
         ({"l1": -0.1}, "l1"),
         ({"schedule": {"step_size": 3}}, "kind"),
-        ({"schedule": {"kind": "cosine"}}, "schedule.kind"),
+        ({"schedule": {"kind": "cosine_restarts"}}, "schedule.kind"),
         ({"schedule": {"kind": "exponential", "init_value": 0.5, "k": 0.1}}, "schedule.init_value"),
         ({"schedule": {"kind": "step_decay", "step_size": 0, "factor": 0.5}}, "step_size"),
         ({"beta1": 0.9}, "beta1"),
