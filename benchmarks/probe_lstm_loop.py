@@ -4,8 +4,8 @@ loop (100 steps, 64 streams, 512 units) with and without its parts, timed alone 
 
     python benchmarks/probe_lstm_loop.py
 
-The variants, each one jitted ``lax.scan`` over the 100 steps, the cell of
-``lecturenn.nn.recurrent.lstm_forward``:
+The variants, each one jitted ``lax.scan`` over the 100 steps, the cell
+``lecturenn.nn.recurrent.lstm_cell`` of ``lstm_forward``:
 
 * ``full``: z_t = zx_t + h_{t-1} W_h, the gates, c_t and h_t, stacking h_t (the layer's loop);
 * ``no product``: the same without h_{t-1} W_h (z_t = zx_t + [h_{t-1}]×4);
@@ -33,7 +33,7 @@ def calls() -> dict:
     import numpy as np
     from jax import lax
 
-    import lecturenn  # noqa: F401  (its XLA and malloc defaults, as in training)
+    from lecturenn.nn.recurrent import lstm_cell  # (import lecturenn: its XLA, malloc defaults)
 
     rng = np.random.default_rng(0)
     zx = jnp.asarray(rng.standard_normal((T, B, 4 * H)), jnp.float32)
@@ -46,14 +46,11 @@ def calls() -> dict:
                 h, c = carry
                 x_part = zx_t if read_input else jnp.full((B, 4 * H), 0.1, zx.dtype)
                 z = x_part + (h @ Wh if product else jnp.tile(h, (1, 4)))
-                if tanh_gates:
-                    a = jnp.tanh(z * scale) * scale + (1 - scale)
-                    i, f, g, o = (a[:, k * H : (k + 1) * H] for k in range(4))
-                else:
-                    i = jax.nn.sigmoid(z[:, :H])
-                    f = jax.nn.sigmoid(z[:, H : 2 * H])
-                    g = jnp.tanh(z[:, 2 * H : 3 * H])
-                    o = jax.nn.sigmoid(z[:, 3 * H :])
+                if not tanh_gates:
+                    h, c, _ = lstm_cell(z, c)
+                    return (h, c), h
+                a = jnp.tanh(z * scale) * scale + (1 - scale)
+                i, f, g, o = (a[:, k * H : (k + 1) * H] for k in range(4))
                 c = f * c + i * g
                 h = o * jnp.tanh(c)
                 return (h, c), h

@@ -212,6 +212,20 @@ class LSTMCache(NamedTuple):
     gates: Array  # (T, B, 4H) activations [i, f, g, o]
 
 
+def lstm_cell(z: Array, c_prev: Array) -> tuple[Array, Array, Array]:
+    """One LSTM time step from its pre-activations z (B, 4H), gates i, f, g, o (lecture 7):
+    i, f, o = σ(z^i), σ(z^f), σ(z^o), g = tanh(z^g), c = f ∘ c_prev + i ∘ g, h = o ∘ tanh(c).
+    Returns (h, c, the activations [i, f, g, o] (B, 4H) that :func:`lstm_backward` reads)."""
+    H = c_prev.shape[-1]
+    i = jax.nn.sigmoid(z[:, :H])
+    f = jax.nn.sigmoid(z[:, H : 2 * H])
+    g = jnp.tanh(z[:, 2 * H : 3 * H])
+    o = jax.nn.sigmoid(z[:, 3 * H :])
+    c = f * c_prev + i * g
+    h = o * jnp.tanh(c)
+    return h, c, jnp.concatenate([i, f, g, o], axis=1)
+
+
 def lstm_forward(
     params: Params, xs: Array, state: tuple[Array, Array]
 ) -> tuple[Array, tuple[Array, Array], LSTMCache]:
@@ -233,14 +247,8 @@ def lstm_forward(
 
     def step(carry, zx_t):
         h, c = carry
-        z = zx_t + h @ Wh
-        i = jax.nn.sigmoid(z[:, :H])
-        f = jax.nn.sigmoid(z[:, H : 2 * H])
-        g = jnp.tanh(z[:, 2 * H : 3 * H])
-        o = jax.nn.sigmoid(z[:, 3 * H :])
-        c = f * c + i * g
-        h = o * jnp.tanh(c)
-        return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=1))
+        h, c, gates = lstm_cell(zx_t + h @ Wh, c)
+        return (h, c), (h, c, gates)
 
     (hT, cT), (hs, cs, gates) = lax.scan(step, (h0, c0), zx)
     return hs, (hT, cT), LSTMCache(xs, h0, c0, hs, cs, gates)
