@@ -57,7 +57,9 @@ class OptimConfig:
     )
     learning_rate: float = setting(1e-3, "initial learning rate (a schedule starts here)")
     schedule: dict | None = setting(
-        None, 'e.g. {kind = "step_decay", step_size = 500, factor = 0.5}'
+        None,
+        'e.g. {kind = "step_decay", step_size = 500, factor = 0.5}; a length may be given '
+        "in epochs instead: decay_epochs, step_size_epochs, warmup_epochs",
     )
     clip_global_norm: float | None = setting(
         None, "rescale the gradient to this global norm at most"

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 
+from lecturenn.errors import UserError
 from lecturenn.models.base import Model
 from lecturenn.optim.build import build_optimizer, schedule_from
 from lecturenn.train import epochs
@@ -45,12 +46,49 @@ class Setup:
     data_files: list[Path] = field(default_factory=list)
 
 
+# A schedule's lengths may be given in epochs (``decay_epochs = 18``): the steps are filled in from
+# the data, so the schedule still spans the same epochs when ``--set train.batch_size=...`` or a
+# smaller ``data.limit_train`` changes the number of steps an epoch has.
+EPOCH_LENGTHS = {
+    "decay_epochs": "decay_steps",
+    "step_size_epochs": "step_size",
+    "warmup_epochs": "warmup_steps",
+}
+
+
+def schedule_in_steps(schedule: dict | None, steps_per_epoch: int | None) -> dict | None:
+    """The ``[optim] schedule`` table with its lengths in steps: each ``*_epochs`` option of
+    ``EPOCH_LENGTHS`` becomes its step option (round(epochs × steps_per_epoch), at least 1), and
+    ``piecewise_epoch_decay`` gets ``steps_per_epoch`` unless the table gives it; a warmup's
+    ``then`` schedule likewise."""
+    if not schedule:
+        return schedule
+    out = dict(schedule)
+    if out.get("kind") == "piecewise_epoch_decay" and steps_per_epoch:
+        out = {"steps_per_epoch": steps_per_epoch, **out}
+    for in_epochs, in_steps in EPOCH_LENGTHS.items():
+        if in_epochs not in out:
+            continue
+        value = out.pop(in_epochs)
+        if in_steps in out:
+            raise UserError(f"optim.schedule: give {in_steps} or {in_epochs}, not both")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise UserError(f"optim.schedule.{in_epochs} must be a number > 0, got {value!r}")
+        if not steps_per_epoch:
+            raise UserError(
+                f"optim.schedule.{in_epochs}: an epoch's number of steps is not known here "
+                f"(it comes from the data); give {in_steps} instead"
+            )
+        out[in_steps] = max(1, round(value * steps_per_epoch))
+    if isinstance(out.get("then"), dict):
+        out["then"] = schedule_in_steps(out["then"], steps_per_epoch)
+    return out
+
+
 def make_optimizer(optim_cfg, params=None, labels=None, steps_per_epoch: int | None = None):
-    """The ``[optim]`` table as one optax transformation (optim/build.py). A per-epoch schedule
-    (``piecewise_epoch_decay``) gets the number of steps an epoch has, unless the config says."""
-    schedule = optim_cfg.schedule
-    if schedule and schedule.get("kind") == "piecewise_epoch_decay" and steps_per_epoch:
-        schedule = {"steps_per_epoch": steps_per_epoch, **schedule}
+    """The ``[optim]`` table as one optax transformation (optim/build.py), its schedule's lengths
+    in steps (:func:`schedule_in_steps`)."""
+    schedule = schedule_in_steps(optim_cfg.schedule, steps_per_epoch)
     return build_optimizer(
         optim_cfg.name,
         optim_cfg.learning_rate,
@@ -70,11 +108,9 @@ def make_optimizer(optim_cfg, params=None, labels=None, steps_per_epoch: int | N
 
 def learning_rate_of(optim_cfg, steps_per_epoch: int):
     """epoch -> the learning rate at the epoch's first step (before any halving on plateau)."""
-    schedule = optim_cfg.schedule
+    schedule = schedule_in_steps(optim_cfg.schedule, steps_per_epoch)
     if not schedule:
         return lambda epoch: float(optim_cfg.learning_rate)
-    if schedule.get("kind") == "piecewise_epoch_decay":
-        schedule = {"steps_per_epoch": steps_per_epoch, **schedule}
     rate = schedule_from(schedule, optim_cfg.learning_rate)
     return lambda epoch: float(rate((epoch - 1) * steps_per_epoch))
 
