@@ -5,6 +5,12 @@ batch, and one epoch of ``spec["batches"]`` batches the way PyTorch trains, a Py
 Run as a child process by bench_models.py (so that PyTorch's OpenMP threads and XLA's thread pool
 never compete for the cores): ``python torch_models.py MODEL --threads T --rounds R``, which
 prints the seconds of a step and of an epoch, per round, as one JSON line.
+
+PyTorch runs with subnormal floats flushed to zero (``torch.set_flush_denormal(True)``, unless
+``--keep-denormals``), as XLA's CPU backend computes: a product with a subnormal result gives 0
+in a jitted JAX function. Without it PyTorch computes subnormals exactly, which x86 cores do
+slowly, and a model whose numbers underflow (the tanh RNN LM on an Intel Xeon: 1.0 s a step
+against 0.1 s) is timed doing other arithmetic than lecturenn.
 """
 
 from __future__ import annotations
@@ -194,8 +200,11 @@ def batches_of(spec: dict, count: int) -> list:
     return out
 
 
-def timings(spec: dict, threads: int, rounds: int, number: int) -> dict:
+def timings(
+    spec: dict, threads: int, rounds: int, number: int, flush_denormal: bool = True
+) -> dict:
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(flush_denormal)
     torch.manual_seed(0)
     model, opt, loss_of = BUILDERS[spec["builder"]](spec)
     model.train()
@@ -224,7 +233,12 @@ def timings(spec: dict, threads: int, rounds: int, number: int) -> dict:
         start = time.perf_counter()
         epoch()
         epochs.append(time.perf_counter() - start)
-    return {"step": steps, "epoch": epochs, "torch": torch.__version__}
+    return {
+        "step": steps,
+        "epoch": epochs,
+        "torch": torch.__version__,
+        "flush_denormal": flush_denormal,
+    }
 
 
 def main() -> None:
@@ -233,8 +247,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--number", type=int, default=5)
+    parser.add_argument(
+        "--keep-denormals", action="store_true", help="compute subnormals exactly (slow on x86)"
+    )
     args = parser.parse_args()
-    print(json.dumps(timings(json.loads(args.spec), args.threads, args.rounds, args.number)))
+    spec = json.loads(args.spec)
+    out = timings(spec, args.threads, args.rounds, args.number, not args.keep_denormals)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
