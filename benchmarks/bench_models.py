@@ -235,29 +235,27 @@ def seconds(fn, number: int) -> float:
     return time_rounds({"fn": fn}, repeats=1, number=number)["fn"][0]
 
 
-def torch_round(spec: dict, threads: int, number: int) -> dict | None:
-    # PyTorch runs under the malloc settings that import lecturenn applied here
+def torch_child(argv: list[str], threads: int, timeout: int = 1800) -> dict | None:
+    """The JSON line a PyTorch child process prints (``python *argv``, ``threads`` threads, the
+    malloc settings ``import lecturenn`` applied here); None where PyTorch is not installed."""
     env = {**os.environ, **_malloc.environment(), "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).parent / "torch_models.py"),
-            json.dumps(spec),
-            "--threads",
-            str(threads),
-            "--number",
-            str(number),
-        ],
+        [sys.executable, *argv, "--threads", str(threads)],
         capture_output=True,
         text=True,
         env=env,
-        timeout=1800,
+        timeout=timeout,
     )
     if done.returncode != 0:
         if "No module named 'torch'" in done.stderr:
             return None
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def torch_round(spec: dict, threads: int, number: int) -> dict | None:
+    script = str(Path(__file__).parent / "torch_models.py")
+    return torch_child([script, json.dumps(spec), "--number", str(number)], threads)
 
 
 def measure(name: str, rounds: int, number: int) -> dict:

@@ -34,13 +34,10 @@ import argparse
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 from timing import each_with_load, machine, spread, time_rounds, write_json
 
-from lecturenn import _malloc
 from lecturenn.cli import Parser
 
 MODELS = ("lstm_ptb_small", "char_lstm", "cnn_fashion", "window_tagger", "nplm", "rnn_lm")
@@ -181,20 +178,11 @@ def jax_matmul_calls(shapes: dict) -> dict:
 
 
 def torch_matmul_seconds(shapes: dict, threads: int) -> dict:
-    """Seconds per call of each shape, in a child process with ``threads`` threads."""
-    env = {**os.environ, **_malloc.environment(), "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run(
-        [sys.executable, __file__, "--torch-child", json.dumps(shapes), "--threads", str(threads)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        if "No module named 'torch'" in done.stderr:
-            return {}
-        raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """Seconds per call of each shape, in a child process with ``threads`` threads ({} without
+    PyTorch)."""
+    from bench_models import torch_child
+
+    return torch_child([__file__, "--torch-child", json.dumps(shapes)], threads, 600) or {}
 
 
 def _torch_child(shapes: dict, threads: int) -> None:
