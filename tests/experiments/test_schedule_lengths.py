@@ -61,6 +61,7 @@ def test_epoch_lengths_become_steps_and_nested_warmup_too():
         ({"kind": "cosine", "decay_epochs": 0}, 5, "decay_epochs must be a number > 0"),
         ({"kind": "cosine", "decay_epochs": "all"}, 5, "got 'all'"),
         ({"kind": "cosine", "decay_epochs": 2}, None, "give decay_steps instead"),
+        ({"kind": "step_decay", "decay_epochs": 2, "factor": 0.5}, 5, "no length 'decay_epochs'"),
     ],
 )
 def test_bad_epoch_lengths_are_refused_with_the_key_named(schedule, steps, message):

@@ -4,6 +4,7 @@ the optimizer from ``[optim]``, the epoch driver from the kind of epoch the task
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import jax
 from lecturenn.errors import UserError
 from lecturenn.models.base import Model
 from lecturenn.optim.build import build_optimizer, schedule_from
+from lecturenn.optim.schedules import SCHEDULES
 from lecturenn.train import epochs
 from lecturenn.train.loop import default_row
 
@@ -70,6 +72,12 @@ def schedule_in_steps(schedule: dict | None, steps_per_epoch: int | None) -> dic
         if in_epochs not in out:
             continue
         value = out.pop(in_epochs)
+        kind = SCHEDULES.get(out.get("kind"))
+        if kind is not None and in_steps not in inspect.signature(kind).parameters:
+            raise UserError(
+                f"optim.schedule: schedule {out['kind']!r} has no length {in_epochs!r} (it has "
+                f"no {in_steps!r})"
+            )
         if in_steps in out:
             raise UserError(f"optim.schedule: give {in_steps} or {in_epochs}, not both")
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
