@@ -28,8 +28,8 @@ PTB_TRAIN_TOKENS = 929_589  # ptb.train.txt with one <eos> per line
 
 
 def lm_row(name: str, rounds: int, number: int) -> dict:
-    row = measure(name, rounds, number)
     bench = Bench(name)
+    row = measure(name, rounds, number, bench)
     step = bench.step("manual")
     cpu = time_rounds({"manual": step}, repeats=rounds, number=number, clock=time.process_time)
     row["manual_cpu_seconds_median_min_max"] = spread(cpu["manual"])

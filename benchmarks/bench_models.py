@@ -258,8 +258,10 @@ def torch_round(spec: dict, threads: int, number: int) -> dict | None:
     return torch_child([script, json.dumps(spec), "--number", str(number)], threads)
 
 
-def measure(name: str, rounds: int, number: int) -> dict:
-    bench = Bench(name)
+def measure(name: str, rounds: int, number: int, bench: Bench | None = None) -> dict:
+    """The model's step and epoch against PyTorch's (module docstring); ``bench``: the model's
+    ``Bench`` where the caller has built it already."""
+    bench = bench or Bench(name)
     calls = {"manual": bench.step("manual"), "autodiff": bench.step("autodiff")}
     epoch = bench.epoch()
     for fn in (*calls.values(), epoch):

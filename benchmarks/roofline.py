@@ -252,7 +252,7 @@ def model_row(name: str, rounds: int, number: int, peak_gflops: float) -> dict:
     bench = Bench(name)
     step, args = bench.jitted_step("manual")
     flops = matmul_flops(jax.make_jaxpr(step)(*args))
-    row = measure(name, rounds, number)
+    row = measure(name, rounds, number, bench)
     seconds = row["seconds_median_min_max"]
     out = {
         "config": row["config"],
