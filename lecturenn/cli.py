@@ -325,13 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="a trained run on a split: a tagger's entity-level P/R/F1 (conlleval), a recurrent "
-        "language model's nats/token and perplexity",
+        help="a trained run on a split: a tagger's entity-level P/R/F1 (conlleval), a language "
+        "model's (recurrent or NPLM) nats/token and perplexity",
     )
     p.add_argument(
         "run",
         nargs="+",
-        help="run folder of a window tagger or a recurrent LM; several: their ensemble "
+        help="run folder of a window tagger or a language model; several: their ensemble "
         "(a tagger's: one config's seeds)",
     )
     p.add_argument("--split", default="test", help="train | valid | test (LMs: valid | test)")

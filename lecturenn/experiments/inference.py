@@ -191,19 +191,21 @@ def tag_split(run_dirs, split: str = "test") -> tuple[tagging.EvalSplit, list]:
 
 
 def evaluate_run(run_dirs, split: str = "test", predictions_path=None) -> str:
-    """A trained run's figures on ``split``: a tagger's conlleval per-entity table, a recurrent
-    language model's nats per token and perplexity (``lm_split_loss``). Several run folders:
-    those of their ensemble. With ``predictions_path`` (taggers), also write the predictions in
-    conlleval's input format (original tags)."""
+    """A trained run's figures on ``split``: a tagger's conlleval per-entity table, a language
+    model's (recurrent or NPLM) nats per token and perplexity (``lm_split_loss``). Several run
+    folders: those of their ensemble. With ``predictions_path`` (taggers), also write the
+    predictions in conlleval's input format (original tags)."""
     if predictions_path is not None:  # before the runs are read: a slip costs no waiting
         folder = Path(predictions_path).parent
         if not folder.is_dir():
             raise UserError(f"--predictions {predictions_path}: no folder {folder}")
     paths, runs = _loaded(run_dirs)  # read once, for the dispatch and the scoring
     model_config = runs[0].model_config
-    if not isinstance(model_config, rnn_lm.RNNLMConfig | WindowTaggerConfig):
-        raise UserError(f"{paths[0]}: eval reads window taggers and recurrent LMs, not this model")
-    if isinstance(model_config, rnn_lm.RNNLMConfig):
+    if not isinstance(model_config, _LM_CONFIGS | WindowTaggerConfig):
+        raise UserError(
+            f"{paths[0]}: eval reads window taggers and language models, not this model"
+        )
+    if isinstance(model_config, _LM_CONFIGS):
         if predictions_path is not None:
             raise UserError("--predictions: only for taggers (conlleval input)")
         return lm_split_loss(runs, split)
@@ -237,44 +239,68 @@ def tag_text(run_dir, text: str) -> list[tuple[str, str]]:
 # --- language models ---------------------------------------------------------------------------
 
 
+_LM_CONFIGS = rnn_lm.RNNLMConfig | nplm.NPLMConfig
+
+
 def _lm_split(run: Run, split: str) -> dict:
+    """The split as the run's training scored it: a recurrent LM's windows, an NPLM's pairs."""
     name = {"val": "valid"}.get(split, split)
     corpus = language.load_corpus(run.config.data)
     if name not in ("valid", "test") or name not in corpus:
         have = " and ".join(s for s, key in (("val", "valid"), ("test", "test")) if key in corpus)
         raise UserError(f"--split {split!r}: the data of {run.path} has {have} splits only")
+    if isinstance(run.model_config, nplm.NPLMConfig):
+        return language.nplm_pairs(corpus[name], run.model_config.context)
     data = run.config.data
     return language.stream_windows(corpus[name], data.eval_batch_size, data.eval_num_steps)
 
 
+def _token_log_probs(run: Run, data: dict):
+    if isinstance(run.model_config, nplm.NPLMConfig):
+        return language.make_nplm_token_log_probs(run.model)(run.params, data)
+    return language.make_lm_token_log_probs(run.model_config)(run.params, data)
+
+
 def lm_split_loss(run_dirs, split: str = "val") -> str:
-    """Mean NLL per token (nats) and perplexity of a recurrent LM run on ``split``, read as in
-    training (the split front to back, the state carried); several runs (seeds, or networks of
-    other sizes trained on the same text): their ensemble, which averages the models'
-    probabilities of each token (``language.ensemble_nll``), with each run's own figure.
-    ``run_dirs``: folders or runs already loaded."""
+    """Mean NLL per token (nats) and perplexity of a language-model run on ``split``, read as in
+    training (a recurrent LM: the split front to back, the state carried; an NPLM: every
+    (n previous words, next word) pair); several runs of one kind (seeds, or networks of other
+    sizes trained on the same text): their ensemble, which averages the models' probabilities of
+    each token (``language.ensemble_nll``), with each run's own figure. ``run_dirs``: folders or
+    runs already loaded."""
     split = _SPLIT_ALIASES.get(split, split)
     paths, runs = _loaded(run_dirs)
-    log_probs, windows = [], None
+    kind = type(runs[0].model_config)
+    settings = (
+        "model.context" if kind is nplm.NPLMConfig else "data.eval_batch_size, data.eval_num_steps"
+    )
+    log_probs, scored = [], None
     for path, run in zip(paths, runs, strict=True):
-        if not isinstance(run.model_config, rnn_lm.RNNLMConfig):
-            raise UserError(f"{path}: not a recurrent language model; an ensemble needs one kind")
+        if not isinstance(run.model_config, _LM_CONFIGS):
+            raise UserError(f"{path}: not a language model")
+        if type(run.model_config) is not kind:
+            raise UserError(
+                f"{path}: not the same kind of language model as {paths[0]}; "
+                "an ensemble needs one kind"
+            )
         if run.vocabs != runs[0].vocabs:
             raise UserError(f"{path}: its vocabulary differs from that of {paths[0]}")
         for data_file in language.corpus_files(run.config.data):
             check_data_digest(run, data_file)
-        if windows is None or run.config.data != runs[0].config.data:
-            data = _lm_split(run, split)  # the text is read again only for other [data] settings
-            if windows is not None and not all(
-                np.array_equal(data[k], windows[k]) for k in ("x", "y")
+        data = scored
+        if scored is None or run.config.data != runs[0].config.data or kind is nplm.NPLMConfig:
+            data = _lm_split(run, split)  # the text is read again only where it can differ
+            if scored is not None and not all(
+                data[k].shape == scored[k].shape and np.array_equal(data[k], scored[k])
+                for k in ("x", "y")
             ):
                 raise UserError(
-                    f"{path}: reads {split} in other windows than {paths[0]} "
-                    "(data.eval_batch_size, data.eval_num_steps); set them alike"
+                    f"{path}: scores other {split} tokens than {paths[0]} ({settings}); "
+                    "set them alike"
                 )
-            windows = data
-        log_probs.append(language.make_lm_token_log_probs(run.model_config)(run.params, windows))
-    each = [float(-jnp.mean(lp)) for lp in log_probs]
+            scored = scored if scored is not None else data
+        log_probs.append(_token_log_probs(run, scored))
+    each = [-float(np.mean(np.asarray(lp, np.float64))) for lp in log_probs]
     nll = each[0] if len(each) == 1 else language.ensemble_nll(log_probs)
     tokens = int(np.prod(log_probs[0].shape))
     line = f"{split}: {nll:.4f} nats/token, perplexity {np.exp(nll):.3f} ({tokens:,} tokens"

@@ -15,9 +15,11 @@ from lecturenn.experiments.inference import evaluate_run, sample_run
 from lecturenn.models import rnn_lm
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 8
+RNN = 'kind = "rnn_lm"\nembed_dim = 8\nhidden_dim = 8\nnum_layers = 1'
+NPLM = 'kind = "nplm"\ncontext = {context}\nembed_dim = 4\nhidden_dim = 8\ndirect = true'
 
 
-def _train_char_lm(folder, seed: int):
+def _train_char_lm(folder, seed: int, model: str = RNN):
     (folder / "tiny.txt").write_text(TEXT)
     (folder / "c.toml").write_text(
         f"""
@@ -29,10 +31,7 @@ num_steps = 8
 eval_batch_size = 1
 eval_num_steps = 8
 [model]
-kind = "rnn_lm"
-embed_dim = 8
-hidden_dim = 8
-num_layers = 1
+{model}
 [optim]
 name = "adam"
 learning_rate = 0.01
@@ -138,3 +137,58 @@ def test_eval_of_a_language_model_names_what_it_cannot_do(char_run, tmp_path):
         evaluate_run(char_run, "test")
     with pytest.raises(UserError, match="--predictions"):
         evaluate_run(char_run, "val", tmp_path / "p.txt")
+
+
+@pytest.fixture(scope="module")
+def nplm_runs(tmp_path_factory):
+    """Two seeds of a 3-character NPLM and one of a 2-character one, on the same text."""
+    return [
+        _train_char_lm(tmp_path_factory.mktemp(f"nplm{i}"), seed, NPLM.format(context=n))
+        for i, (seed, n) in enumerate([(0, 3), (1, 3), (0, 2)])
+    ]
+
+
+def _nplm_reference_probs(run_dir) -> np.ndarray:
+    """P(next char | the 3 before it) of every validation character after the third, from the
+    checkpoint's arrays in float64 numpy (Bengio et al. 2003, eq. 1: y = b + W x + U tanh(d +
+    H x))."""
+    from lecturenn.experiments.inference import load_run
+
+    run = load_run(run_dir)
+    vocab, n = run.vocabs["tokens"], run.model_config.context
+    ids = np.array([vocab.index(ch) for ch in TEXT[-len(TEXT) // 10 :]])
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), run.params)
+    x = p["C"][np.stack([ids[j : len(ids) - n + j] for j in range(n)], axis=1)]
+    x = x.reshape(len(ids) - n, -1)
+    y = (
+        p["out"]["b"]
+        + x @ p["direct"]
+        + np.tanh(p["hidden"]["b"] + x @ p["hidden"]["W"]) @ (p["out"]["W"])
+    )
+    probs = np.exp(y - y.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return probs[np.arange(len(ids) - n), ids[n:]]
+
+
+def test_eval_of_an_nplm_and_of_an_ensemble_of_two(nplm_runs):
+    """``lecturenn eval`` on an NPLM run: its validation loss as training measured it, and as
+    the arrays of its checkpoint give it; on two seeds: their mixed probabilities."""
+    import json
+
+    first, second, _ = nplm_runs
+    single = _nats(evaluate_run(first, "val"))
+    summary = json.loads((first / "summary.json").read_text())
+    assert single == pytest.approx(summary["val_loss"], abs=2e-4)
+    p0, p1 = _nplm_reference_probs(first), _nplm_reference_probs(second)
+    assert single == pytest.approx(-np.mean(np.log(p0)), abs=2e-4)
+    line = evaluate_run([first, second], "val")
+    assert _nats(line) == pytest.approx(-np.mean(np.log((p0 + p1) / 2)), abs=2e-4)
+    assert "ensemble of 2 runs" in line and f"({len(p0):,} tokens" in line
+
+
+def test_an_ensemble_needs_one_kind_of_lm_scoring_the_same_tokens(nplm_runs, char_run):
+    first, _, shorter_context = nplm_runs
+    with pytest.raises(UserError, match="same kind of language model"):
+        evaluate_run([first, char_run], "val")
+    with pytest.raises(UserError, match=r"other val tokens.*model\.context"):
+        evaluate_run([first, shorter_context], "val")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lecturenn.data import text
 from lecturenn.data.registry import data_root, dataset_files
@@ -126,22 +127,41 @@ def ensemble_nll(log_probs) -> float:
     return float(-jnp.mean(mixed))
 
 
-def make_nplm_evaluate(model, batch_size: int = 2048):
-    """Mean NLL and perplexity over every (context, next word) pair of a split."""
+def nplm_pairs(ids, context: int) -> dict:
+    """Every (n previous words, next word) example of a split, on the device."""
+    contexts, targets = text.ngram_windows(ids, context)
+    return loop.to_device({"x": contexts, "y": targets})
+
+
+def make_nplm_token_log_probs(model, batch_size: int = 2048):
+    """log_probs(params, pairs) -> (N,): log P(y | its n previous words) of every pair of a
+    split (``nplm_pairs``), scored ``batch_size`` pairs at a time; the split's loss is minus
+    their mean."""
 
     @jax.jit
-    def nll_sum(params, x, y):
-        scores = model.predict(params, {}, x)
-        return losses.softmax_cross_entropy(scores, y) * y.shape[0]
+    def batch_log_probs(params, x, y):
+        return losses.target_log_probs(model.predict(params, {}, x), y)
+
+    def log_probs(params, pairs):
+        x, y = pairs["x"], pairs["y"]
+        return jnp.concatenate(
+            [
+                batch_log_probs(params, x[i : i + batch_size], y[i : i + batch_size])
+                for i in range(0, x.shape[0], batch_size)
+            ]
+        )
+
+    return log_probs
+
+
+def make_nplm_evaluate(model, batch_size: int = 2048):
+    """Mean NLL and perplexity over every (context, next word) pair of a split (summed in
+    float64: a split has some 10⁵ pairs)."""
+    log_probs = make_nplm_token_log_probs(model, batch_size)
 
     def evaluate(params, state, data):
-        x, y = data["x"], data["y"]
-        total = sum(
-            float(nll_sum(params, x[i : i + batch_size], y[i : i + batch_size]))
-            for i in range(0, x.shape[0], batch_size)
-        )
-        nll = total / x.shape[0]
-        return {"loss": nll, "perplexity": float(jnp.exp(nll))}
+        nll = -float(np.mean(np.asarray(log_probs(params, data), np.float64)))
+        return {"loss": nll, "perplexity": float(np.exp(nll))}
 
     return evaluate
 
@@ -157,13 +177,8 @@ def build(cfg) -> Setup:
         "data_files": corpus_files(cfg.data),
     }
     if isinstance(model_cfg, NPLMConfig):
-
-        def pairs(ids):
-            contexts, targets = text.ngram_windows(ids, model_cfg.context)
-            return loop.to_device({"x": contexts, "y": targets})
-
-        train = pairs(corpus["train"])
-        held_out = {s: pairs(corpus[s]) for s in splits}
+        train = nplm_pairs(corpus["train"], model_cfg.context)
+        held_out = {s: nplm_pairs(corpus[s], model_cfg.context) for s in splits}
         return Setup(
             train=train,
             valid=held_out.get("valid"),
