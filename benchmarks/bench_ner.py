@@ -102,8 +102,8 @@ def torch_spec(scoring: str, num_sentences: int, length: int) -> dict:
     }
 
 
-def rounds(fns: dict, spec: dict, repeats: int, number: int) -> tuple[dict, str]:
-    """({name: seconds per step in each round}, PyTorch's version): each lecturenn fn and
+def rounds(fns: dict, spec: dict, repeats: int, number: int) -> tuple[dict, dict]:
+    """({name: seconds per step in each round}, PyTorch's last result): each lecturenn fn and
     PyTorch with 2 and with 1 threads, one sample each per round, interleaved round by round."""
     samples = {name: [] for name in (*fns, "pytorch_2_threads", "pytorch_1_threads")}
     for round_ in range(repeats):
@@ -115,7 +115,7 @@ def rounds(fns: dict, spec: dict, repeats: int, number: int) -> tuple[dict, str]
             if result is None:
                 raise SystemExit("bench_ner.py needs PyTorch: pip install torch==2.13.0")
             samples[f"pytorch_{threads}_threads"] += result["step"]
-    return samples, result["torch"]
+    return samples, result
 
 
 def main() -> None:
@@ -131,7 +131,7 @@ def main() -> None:
             batch = _batch(num_sentences, length)
             fns = lecturenn_steps(scoring, batch)
             before = os.getloadavg()
-            samples, torch_version = rounds(
+            samples, torch_result = rounds(
                 fns, torch_spec(scoring, num_sentences, length), args.repeats, args.number
             )
             samples["pytorch"] = [
@@ -172,7 +172,12 @@ def main() -> None:
         "ner",
         {
             "benchmark": "window_tagger_training_step",
-            "machine": {**machine(), "torch": torch_version},
+            "machine": {
+                **machine(),
+                "torch": torch_result["torch"],
+                # as XLA CPU does (torch_models.py)
+                "pytorch_flushes_subnormals_to_zero": torch_result["flush_denormal"],
+            },
             "note": args.note,
             "load_average_at_start": load_at_start,
             "rounds": args.repeats,

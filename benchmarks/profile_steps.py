@@ -1,7 +1,7 @@
 """Where a training step's time goes: per-operation times from a ``jax.profiler`` trace, each
 operation classified from the compiled program's HLO.
 
-    python benchmarks/profile_steps.py [--only lstm_ptb_small cnn_fashion] [--calls 10]
+    python benchmarks/profile_steps.py [--only lstm_ptb_small cnn_fashion] [--calls 10] [--top 8]
     # writes benchmarks/results/profile.json (--out NAME: NAME.json)
 
 For each model (bench_models.py's networks at their configs' sizes, plus two MLPs of
@@ -147,7 +147,7 @@ def bench_steps(name: str):
     return {grads: bench.jitted_step(grads) for grads in ("manual", "autodiff")}
 
 
-def profile(step, args, calls: int) -> dict:
+def profile(step, args, calls: int, top: int = 8) -> dict:
     table = hlo_table(step.lower(*args).compile().as_text())
     block(step(*args))
     with tempfile.TemporaryDirectory() as folder:
@@ -167,7 +167,7 @@ def profile(step, args, calls: int) -> dict:
     by_category: dict[str, float] = collections.defaultdict(float)
     for op, t in times.items():
         by_category[table[op][0]] += t
-    top = sorted(times.items(), key=lambda kv: -kv[1])[:8]
+    largest = sorted(times.items(), key=lambda kv: -kv[1])[:top]
     return {
         "traced_op_ms_per_step": total / calls / 1e3,
         # how the operations' time (with nested events) spreads over the runtime's threads
@@ -184,7 +184,7 @@ def profile(step, args, calls: int) -> dict:
                 "shape": table[op][1],
                 "ms_per_step": t / calls / 1e3,
             }
-            for op, t in top
+            for op, t in largest
         ],
     }
 
@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--top", type=int, default=8, help="largest operations kept per step")
     parser.add_argument("--out", default="profile", help="benchmarks/results/OUT.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -206,7 +207,10 @@ def main() -> None:
             number=5,
         )
         rows[name] = {
-            g: {"wall_ms_per_step": [1e3 * v for v in spread(wall[g])], **profile(s, a, args.calls)}
+            g: {
+                "wall_ms_per_step": [1e3 * v for v in spread(wall[g])],
+                **profile(s, a, args.calls, args.top),
+            }
             for g, (s, a) in steps.items()
         }
         for g, r in rows[name].items():

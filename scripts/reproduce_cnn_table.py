@@ -182,7 +182,8 @@ def confusion(write_image: bool) -> list[str]:
 
 def bench_lines() -> list[str]:
     """The CNN's row of benchmarks/results/models.json (``python benchmarks/bench_models.py``)."""
-    models = json.loads(BENCH.read_text())["models"] if BENCH.exists() else {}
+    bench = json.loads(BENCH.read_text()) if BENCH.exists() else {}
+    models, machine = bench.get("models", {}), bench.get("machine", {})
     if "cnn_fashion" not in models:
         return ["Not measured yet: `python benchmarks/bench_models.py --only cnn_fashion`."]
     row = models["cnn_fashion"]
@@ -192,8 +193,10 @@ def bench_lines() -> list[str]:
         f"`python benchmarks/bench_models.py` (the net of `{row['config']}`, batch "
         f"{row['items_per_step']}, epochs of "
         f"{row['epoch_batches']} random batches, {len(row['manual_over_autodiff_time'])} "
-        f"interleaved rounds, medians; load average {', '.join(f'{v:.1f}' for v in load)} "
-        "after):",
+        f"interleaved rounds, medians; {machine.get('processor', 'an unrecorded CPU')}, "
+        f"{machine.get('cpu_count', '?')} cores, load average "
+        f"{', '.join(f'{v:.1f}' for v in load)} after; docs/performance.md has the figures of "
+        "another 2-core machine):",
         "",
         "| ms a step | one step called from Python | inside one epoch as each trains |",
         "|---|---|---|",
