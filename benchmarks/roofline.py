@@ -4,6 +4,9 @@ them, so a speed goal can be checked against what the hardware allows.
 
     python benchmarks/roofline.py [--only char_lstm ...] [--rounds 3]
     # writes benchmarks/results/roofline.json
+    python benchmarks/roofline.py --no-models --kernel-dtypes float32 bfloat16 \
+        --out roofline_kernels
+    # the peak and the LSTMs' products only, each in both dtypes
 
 Three parts, in one run:
 
@@ -16,7 +19,9 @@ Three parts, in one run:
   both contiguous), timed the same way: how fast XLA's CPU matrix kernels are against PyTorch's
   where the models spend their time. A time step's product is timed as the loop makes it: the
   T products of a layer's T steps in one call (in JAX a ``lax.scan`` inside one jitted call, in
-  PyTorch a Python loop), each step's A a different slice.
+  PyTorch a Python loop), each step's A a different slice. ``--kernel-dtypes float32 bfloat16``
+  times each product in both dtypes (bfloat16 as the peak's), to see whether XLA's bfloat16
+  kernels would give a mixed-precision step the edge its fp32 ones lack.
 * **models**: for each model (bench_models.py's networks at their configs' sizes), the FLOPs of
   every ``dot_general`` and ``conv_general_dilated`` in the hand-written step's jaxpr (a scan's
   body counted once per iteration; elementwise work, gathers and scatters not counted), and the
@@ -150,6 +155,17 @@ def matmul_flops(jaxpr) -> int:
 def _number(m: int, k: int, n: int, steps: int) -> int:
     """Calls per timed round: about 0.25 s of work at 200 GFLOP/s (the 2048³ peak product: 3)."""
     return max(3, round(0.25 / (2 * m * k * n * steps / 2e11)))
+
+
+def in_dtypes(shapes: dict, dtypes: list[str]) -> dict:
+    """The float32 shapes of ``KERNELS``, once per dtype ("NAME (bfloat16)" for the others)."""
+    return {
+        name if dtype == "float32" else f"{name} ({dtype})": (
+            shape if dtype == "float32" else (*shape, dtype)
+        )
+        for dtype in dtypes
+        for name, shape in shapes.items()
+    }
 
 
 def jax_matmul_calls(shapes: dict) -> dict:
@@ -292,8 +308,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--number", type=int, default=5, help="steps per timed call")
     parser.add_argument(
-        "--no-models", action="store_true", help="the peak and the kernels only (prints them)"
+        "--no-models", action="store_true", help="the peak and the kernels only, not the models"
     )
+    parser.add_argument(
+        "--kernel-dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"]
+    )
+    parser.add_argument("--out", default="roofline", help="benchmarks/results/OUT.json")
     parser.add_argument("--torch-child", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,17 +329,17 @@ def main() -> None:
     peak_gflops = peaks["float32"]["best_gflops"]
     kernels = {}
     for model in (m for m in KERNELS if m in args.only):
-        kernels[model] = matmul_rates(KERNELS[model], args.rounds)
+        kernels[model] = matmul_rates(in_dtypes(KERNELS[model], args.kernel_dtypes), args.rounds)
         for kname, k in kernels[model].items():
             ratio = k.get("jax_over_torch_time", [math.nan])[0]
             print(f"  {model} {kname:30s} JAX/PyTorch time {ratio:.2f}", flush=True)
-    if args.no_models:
-        return
-    rows = each_with_load(
-        args.only, lambda n: model_row(n, args.rounds, args.number, peak_gflops), report
-    )
+    rows = {}
+    if not args.no_models:
+        rows = each_with_load(
+            args.only, lambda n: model_row(n, args.rounds, args.number, peak_gflops), report
+        )
     path = write_json(
-        "roofline",
+        args.out,
         {
             "benchmark": "matmul_roofline_of_training_steps",
             "machine": machine(),
