@@ -4,9 +4,8 @@ them, so a speed goal can be checked against what the hardware allows.
 
     python benchmarks/roofline.py [--only char_lstm ...] [--rounds 3]
     # writes benchmarks/results/roofline.json
-    python benchmarks/roofline.py --no-models --kernel-dtypes float32 bfloat16 \
-        --out roofline_kernels
-    # the peak and the LSTMs' products only, each in both dtypes
+    python benchmarks/roofline.py --no-models --kernel-dtypes float32 bfloat16
+    # the peak and the LSTMs' products only, each in both dtypes: roofline_kernels.json
 
 Three parts, in one run:
 
@@ -313,7 +312,11 @@ def main() -> None:
     parser.add_argument(
         "--kernel-dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"]
     )
-    parser.add_argument("--out", default="roofline", help="benchmarks/results/OUT.json")
+    parser.add_argument(
+        "--out",
+        help="benchmarks/results/OUT.json (roofline; with --no-models roofline_kernels, so that "
+        "a run without the models never replaces the file that has them)",
+    )
     parser.add_argument("--torch-child", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -339,7 +342,7 @@ def main() -> None:
             args.only, lambda n: model_row(n, args.rounds, args.number, peak_gflops), report
         )
     path = write_json(
-        args.out,
+        args.out or ("roofline_kernels" if args.no_models else "roofline"),
         {
             "benchmark": "matmul_roofline_of_training_steps",
             "machine": machine(),

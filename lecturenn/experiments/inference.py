@@ -287,7 +287,6 @@ def lm_split_loss(run_dirs, split: str = "val") -> str:
             raise UserError(f"{path}: its vocabulary differs from that of {paths[0]}")
         for data_file in language.corpus_files(run.config.data):
             check_data_digest(run, data_file)
-        data = scored
         if scored is None or run.config.data != runs[0].config.data or kind is nplm.NPLMConfig:
             data = _lm_split(run, split)  # the text is read again only where it can differ
             if scored is not None and not all(
