@@ -18,6 +18,7 @@ import sys
 
 from results_common import (
     ROOT,
+    benchmark_cpu,
     load_at_end,
     machine_of,
     main,
@@ -193,8 +194,7 @@ def bench_lines() -> list[str]:
         f"`python benchmarks/bench_models.py` (the net of `{row['config']}`, batch "
         f"{row['items_per_step']}, epochs of "
         f"{row['epoch_batches']} random batches, {len(row['manual_over_autodiff_time'])} "
-        f"interleaved rounds, medians; {machine.get('processor', 'an unrecorded CPU')}, "
-        f"{machine.get('cpu_count', '?')} cores, load average "
+        f"interleaved rounds, medians; {benchmark_cpu(machine)}, load average "
         f"{', '.join(f'{v:.1f}' for v in load)} after; docs/performance.md has the figures of "
         "another 2-core machine):",
         "",

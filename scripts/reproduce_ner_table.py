@@ -23,6 +23,7 @@ import statistics
 import results_common
 from results_common import (
     ROOT,
+    benchmark_cpu,
     load_at_end,
     machine_of,
     main,
@@ -216,7 +217,7 @@ def bench_lines() -> list[str]:
     bench = json.loads(path.read_text())
     load = round(bench.get("load_average_at_start", [float("nan")])[0], 1)
     machine = bench.get("machine", {})
-    cpu = f"{machine.get('processor', 'an unrecorded CPU')}, {machine.get('cpu_count', '?')} cores"
+    cpu = benchmark_cpu(machine)
     lines = [
         f"`python benchmarks/bench_ner.py` → `benchmarks/results/ner.json` ({cpu}, load "
         f"average {load} at the start; docs/performance.md has the figures of another 2-core "

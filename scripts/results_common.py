@@ -163,6 +163,11 @@ def machine_of(records: list[dict]) -> str:
     return text
 
 
+def benchmark_cpu(machine: dict) -> str:
+    """A benchmark JSON's ``machine`` in words: its processor and cores."""
+    return f"{machine.get('processor', 'an unrecorded CPU')}, {machine.get('cpu_count', '?')} cores"
+
+
 def load_at_end(rec: dict) -> str:
     """The 1- and 15-minute load averages when the run wrote its summary ("?" if unrecorded)."""
     load = rec["summary"].get("provenance", {}).get("load_average_1_5_15min")
